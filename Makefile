@@ -1,0 +1,42 @@
+# Two commands set everything up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export JAX_PLATFORMS ?= cpu
+
+.PHONY: demo test bench lint clean
+
+$(VENV)/bin/activate:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+
+# Stamp files re-run the install only when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
+	$(PIP) install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/activate
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+$(VENV)/.installed-bench: pyproject.toml | $(VENV)/bin/activate
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev,bench]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/precond demo
+
+test: $(VENV)/.installed-dev
+	$(PY) -m pytest
+
+lint: $(VENV)/.installed-dev
+	$(VENV)/bin/ruff check precond tests benchmarks
+
+# Heavy runs; not timed tests.  Rewrites docs/benchmarks.md.
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/run.py --out docs/benchmarks.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache
