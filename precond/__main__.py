@@ -1,0 +1,5 @@
+import sys
+
+from precond.cli import main
+
+sys.exit(main())

@@ -1,0 +1,171 @@
+"""Preconditioned conjugate gradients with a status that says why it stopped."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._checks import check_nonnegative, check_square, check_vector, is_concrete
+from .operators import LinearOperator, as_operator
+from .status import SolverError, Status
+
+__all__ = ["CGResult", "cg"]
+
+_RUNNING = -1
+
+
+class CGResult(NamedTuple):
+    """Solution of Ax = b and how the solve went.
+
+    ``status`` is an integer :class:`Status` (an array under jit): converged, max_iterations,
+    negative_curvature (pᵀAp ≤ 0), breakdown (rᵀM⁻¹r ≤ 0: M not SPD) or nonfinite.  On
+    negative curvature, breakdown or non-finite values ``x`` is the last iterate before the
+    failing step, so it is always finite.  ``direction`` is the last search direction p, which
+    on negative curvature is a direction with pᵀAp ≤ 0 (what Newton-CG methods fall back on).
+    """
+
+    x: jax.Array
+    iterations: jax.Array
+    residual_norm: jax.Array
+    converged: jax.Array
+    status: jax.Array
+    direction: jax.Array
+
+    @property
+    def reason(self) -> Status:
+        """The status as a :class:`Status` member (outside jit)."""
+        return Status(int(self.status))
+
+    def check(self) -> CGResult:
+        """Return self if converged, else raise :class:`SolverError` with what to try."""
+        if not bool(self.converged):
+            raise SolverError(self.reason, f"after {int(self.iterations)} iterations, "
+                                           f"residual norm {float(self.residual_norm):.3e}")
+        return self
+
+
+def cg(
+    A,
+    b,
+    *,
+    M=None,
+    x0=None,
+    tol: float = 1e-6,
+    atol: float = 0.0,
+    maxiter: int | None = None,
+    throw: bool = False,
+) -> CGResult:
+    """Solve Ax = b for symmetric positive definite A by (preconditioned) conjugate gradients.
+
+    Stops when ‖b − Ax‖ ≤ max(tol·‖b‖, atol), as ``scipy.sparse.linalg.cg(A, b, rtol=tol,
+    atol=atol, M=M)`` does, or after ``maxiter`` iterations (default 10n, scipy's default).
+    Differences from scipy and ``jax.scipy.sparse.linalg.cg``: the whole loop is one
+    ``lax.while_loop`` (jit-able, no Python per iteration), and the result says why it stopped.
+
+    A fixed-budget mode, ``tol=0, atol=0, maxiter=m``, runs exactly m iterations unless the
+    residual becomes exactly zero (then it stops as converged) — it never forms 0/0, in float32 or
+    float64.
+
+    Args:
+      A: the SPD operator (array, scipy.sparse matrix or precond operator), shape (n, n).
+      b: right-hand side, shape (n,).
+      M: applies the *inverse* preconditioner M⁻¹ (an operator or array), SPD.
+      x0: starting point (default zeros); not modified.
+      tol, atol: relative and absolute residual tolerances, ≥ 0.
+      maxiter: iteration cap (≥ 0).
+      throw: raise :class:`SolverError` instead of returning a failed status (outside jit only).
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from precond.linalg import cg
+      >>> res = cg(jnp.array([[4.0, 1.0], [1.0, 3.0]]), jnp.array([1.0, 2.0]), tol=1e-8)
+      >>> bool(res.converged), int(res.iterations)
+      (True, 2)
+
+    References:
+      Hestenes and Stiefel, "Methods of conjugate gradients for solving linear systems", 1952.
+    """
+    A = as_operator(A)
+    n = check_square(A)
+    b = check_vector(b, n, "b")
+    dtype = jnp.result_type(A.dtype, b.dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        dtype = jnp.result_type(float)
+    b = b.astype(dtype)
+    x0 = jnp.zeros(n, dtype) if x0 is None else check_vector(x0, n, "x0").astype(dtype)
+    if M is not None:
+        M = as_operator(M)
+        if M.shape != (n, n):
+            raise ValueError(f"M has shape {M.shape}; expected ({n}, {n})")
+    check_nonnegative(tol, "tol")
+    check_nonnegative(atol, "atol")
+    if maxiter is None:
+        maxiter = 10 * n
+    if is_concrete(maxiter) and int(maxiter) < 0:
+        raise ValueError(f"maxiter must be ≥ 0, got {maxiter}")
+    result = _cg(A, b, M, x0, jnp.asarray(tol, dtype), jnp.asarray(atol, dtype),
+                 jnp.asarray(maxiter, jnp.int32))
+    if throw and is_concrete(result.status):
+        result.check()
+    return result
+
+
+@partial(jax.jit, static_argnames=())
+def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter) -> CGResult:
+    apply_M = (lambda r: r) if M is None else M.matvec
+    dot = jnp.vdot
+    r0 = b - A.matvec(x0)
+    z0 = apply_M(r0)
+    rz0 = dot(r0, z0)
+    rnorm0 = jnp.linalg.norm(r0)
+    threshold = jnp.maximum(tol * jnp.linalg.norm(b), atol)
+
+    def initial_status():
+        s = jnp.where(maxiter <= 0, Status.MAX_ITERATIONS, _RUNNING)
+        s = jnp.where((rz0 <= 0) & (rnorm0 > threshold), Status.BREAKDOWN, s)
+        s = jnp.where(rnorm0 <= threshold, Status.CONVERGED, s)
+        finite = jnp.isfinite(rnorm0) & jnp.isfinite(rz0)
+        return jnp.where(finite, s, Status.NONFINITE).astype(jnp.int32)
+
+    def cond(state):
+        return state[-1] == _RUNNING
+
+    def body(state):
+        k, x, r, p, rz, rnorm, _ = state
+        Ap = A.matvec(p)
+        pAp = dot(p, Ap)
+        curvature_ok = pAp > 0
+        # Divide only by a positive denominator: a fixed budget never forms 0/0.
+        alpha = rz / jnp.where(curvature_ok, pAp, 1)
+        x_new = x + alpha * p
+        r_new = r - alpha * Ap
+        rnorm_new = jnp.linalg.norm(r_new)
+        z_new = apply_M(r_new)
+        rz_new = dot(r_new, z_new)
+        beta = rz_new / jnp.where(rz > 0, rz, 1)
+        p_new = z_new + beta * p
+        finite = jnp.isfinite(rnorm_new) & jnp.isfinite(rz_new) & jnp.isfinite(alpha)
+        status = jnp.where(k + 1 >= maxiter, Status.MAX_ITERATIONS, _RUNNING)
+        status = jnp.where((rz_new <= 0) & (rnorm_new > threshold), Status.BREAKDOWN, status)
+        status = jnp.where(rnorm_new <= threshold, Status.CONVERGED, status)
+        status = jnp.where(finite, status, Status.NONFINITE)
+        status = jnp.where(curvature_ok, status, Status.NEGATIVE_CURVATURE).astype(jnp.int32)
+        accept = curvature_ok & finite
+        keep = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
+        return (
+            k + jnp.where(accept, 1, 0),
+            keep(x_new, x),
+            keep(r_new, r),
+            keep(p_new, p),
+            keep(rz_new, rz),
+            keep(rnorm_new, rnorm),
+            status,
+        )
+
+    state = (jnp.int32(0), x0, r0, z0, rz0, rnorm0, initial_status())
+    k, x, _, p, _, rnorm, status = lax.while_loop(cond, body, state)
+    return CGResult(x, k, rnorm, status == Status.CONVERGED, status, p)

@@ -1,0 +1,109 @@
+"""Lanczos tridiagonalization with full reorthogonalization, and extreme eigenvalues from it."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from ._checks import check_key, check_square, check_vector
+from .operators import as_operator
+
+__all__ = ["LanczosResult", "lanczos", "extreme_eigenvalues"]
+
+
+class LanczosResult(NamedTuple):
+    """A Q = Q T + β_k q_{k+1} e_kᵀ: Q (n, k) orthonormal, T tridiagonal(alpha (k,), beta (k−1,))."""
+
+    Q: jax.Array
+    alpha: jax.Array
+    beta: jax.Array
+    residual_beta: jax.Array
+
+    def tridiagonal(self) -> jax.Array:
+        """T as a dense (k, k) matrix."""
+        return jnp.diag(self.alpha) + jnp.diag(self.beta, 1) + jnp.diag(self.beta, -1)
+
+    def ritz_values(self) -> jax.Array:
+        """Eigenvalues of T, ascending: they approximate A's extreme eigenvalues first."""
+        return jnp.linalg.eigvalsh(self.tridiagonal())
+
+
+def lanczos(A, num_steps: int, key: jax.Array, *, v0=None) -> LanczosResult:
+    """``num_steps`` steps of symmetric Lanczos from v0 (default: Gaussian from ``key``).
+
+    Full reorthogonalization (two classical Gram–Schmidt passes against all previous vectors,
+    "twice is enough") keeps Q orthonormal to working precision, so no ghost copies of converged
+    Ritz values appear; it costs O(nk) per step, fine for the k ≲ a few hundred used here.  When
+    β_j vanishes (an invariant subspace was found) the recurrence restarts from a fresh random
+    vector orthogonal to Q with β_j = 0, so T stays a valid (block-diagonal) projection of A.
+    """
+    A = as_operator(A)
+    n = check_square(A)
+    num_steps = int(num_steps)
+    if not 1 <= num_steps <= n:
+        raise ValueError(f"num_steps must be in [1, {n}], got {num_steps}")
+    key = check_key(key)
+    dtype = A.dtype if jnp.issubdtype(A.dtype, jnp.floating) else jnp.result_type(float)
+    k_v0, k_restart = jax.random.split(key)
+    if v0 is None:
+        v0 = jax.random.normal(k_v0, (n,), dtype)
+    else:
+        v0 = check_vector(v0, n, "v0").astype(dtype)
+    restarts = jax.random.normal(k_restart, (num_steps, n), dtype)
+    return _lanczos(A, v0, restarts, num_steps)
+
+
+@partial(jax.jit, static_argnums=3)
+def _lanczos(A, v0, restarts, num_steps):
+    n = v0.shape[0]
+    dtype = v0.dtype
+    eps = jnp.finfo(dtype).eps
+    Q = jnp.zeros((n, num_steps + 1), dtype)
+    v0n = jnp.linalg.norm(v0)
+    q0 = jnp.where(v0n > 0, v0 / jnp.where(v0n > 0, v0n, 1), restarts[0] / jnp.linalg.norm(
+        restarts[0]))
+    Q = Q.at[:, 0].set(q0)
+
+    def orthogonalize(w, Q):
+        w = w - Q @ (Q.T @ w)
+        return w - Q @ (Q.T @ w)
+
+    def step(carry, j):
+        Q, beta_prev, scale = carry
+        q = Q[:, j]
+        q_prev = jnp.where(j > 0, Q[:, jnp.maximum(j - 1, 0)], jnp.zeros_like(q))
+        w = A.matvec(q) - beta_prev * q_prev
+        a = jnp.vdot(q, w)
+        w = orthogonalize(w - a * q, Q)
+        b = jnp.linalg.norm(w)
+        scale = jnp.maximum(scale, jnp.maximum(jnp.abs(a), b))
+        broke = b <= jnp.sqrt(eps) * scale
+        r = orthogonalize(restarts[j], Q)
+        q_next = jnp.where(broke, r / jnp.linalg.norm(r), w / jnp.where(broke, 1, b))
+        b = jnp.where(broke, 0.0, b)
+        Q = lax.dynamic_update_slice(Q, q_next[:, None], (0, j + 1))
+        return (Q, b, scale), (a, b)
+
+    (Q, _, _), (alpha, beta) = lax.scan(
+        step, (Q, jnp.zeros((), dtype), jnp.zeros((), dtype)), jnp.arange(num_steps))
+    return LanczosResult(Q[:, :num_steps], alpha, beta[:-1], beta[-1])
+
+
+def extreme_eigenvalues(A, key: jax.Array, *, num_steps: int | None = None,
+                        ) -> tuple[jax.Array, jax.Array]:
+    """(λ_min, λ_max) of symmetric A from the extreme Ritz values of ``num_steps`` Lanczos steps.
+
+    Default ``num_steps = min(n, 80)``: extreme Ritz values converge first, and with full
+    reorthogonalization 80 steps resolve them to about 1e-6 relative on spectra spanning four
+    decades of 1000-dimensional problems.  Ritz values lie inside [λ_min, λ_max], so the estimates
+    err inwards (λ_min from above, λ_max from below); with ``num_steps = n`` they are exact.
+    """
+    A = as_operator(A)
+    n = check_square(A)
+    k = min(n, 80) if num_steps is None else num_steps
+    theta = lanczos(A, k, key).ritz_values()
+    return theta[0], theta[-1]

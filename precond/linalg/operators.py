@@ -1,0 +1,434 @@
+"""Linear operators on flat 1-D arrays.
+
+Every operator has ``.matvec(v)``, ``.matmat(V)``, ``.shape`` and ``.dtype``; sums (``A + B``),
+scalings (``2.0 * A``) and shifts (``A.shift(mu)`` = A + μI) compose.  Operators are pytrees, so
+they pass through ``jax.jit`` as arguments.  ``as_operator`` turns numpy/jax arrays, scipy.sparse
+matrices (kept sparse, as a ``jax.experimental.sparse.BCOO``), scipy ``LinearOperator``s' shapes
+with a matvec, and precond operators into an operator; ``as_scipy`` goes the other way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.experimental import sparse as jsparse
+from jax.tree_util import register_pytree_node_class
+
+from ._checks import check_finite
+
+__all__ = [
+    "LinearOperator",
+    "DenseOperator",
+    "SparseOperator",
+    "DiagonalOperator",
+    "IdentityOperator",
+    "LowRankPlusIdentity",
+    "MatvecOperator",
+    "SumOperator",
+    "ScaledOperator",
+    "from_matvec",
+    "as_operator",
+    "as_scipy",
+    "to_dense",
+]
+
+
+class LinearOperator:
+    """Base class: a square or rectangular linear map on flat arrays."""
+
+    shape: tuple[int, int]
+    dtype: Any
+
+    def matvec(self, v: jax.Array) -> jax.Array:
+        raise NotImplementedError
+
+    def matmat(self, V: jax.Array) -> jax.Array:
+        """Apply to each column of ``V`` (n, k) → (m, k)."""
+        return jax.vmap(self.matvec, in_axes=1, out_axes=1)(V)
+
+    def __matmul__(self, v):
+        v = jnp.asarray(v)
+        return self.matvec(v) if v.ndim == 1 else self.matmat(v)
+
+    def __add__(self, other: LinearOperator) -> LinearOperator:
+        if not isinstance(other, LinearOperator):
+            return NotImplemented
+        if self.shape != other.shape:
+            raise ValueError(f"cannot add operators of shapes {self.shape} and {other.shape}")
+        return SumOperator((self, other))
+
+    def __mul__(self, scalar) -> LinearOperator:
+        if isinstance(scalar, LinearOperator):
+            return NotImplemented
+        return ScaledOperator(self, jnp.asarray(scalar, dtype=self.dtype))
+
+    __rmul__ = __mul__
+
+    def shift(self, mu) -> LinearOperator:
+        """The operator A + μI."""
+        return self + IdentityOperator(self.shape[0], self.dtype) * mu
+
+    @property
+    def T(self) -> LinearOperator:
+        raise NotImplementedError(f"{type(self).__name__} has no transpose")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(shape={self.shape}, dtype={jnp.dtype(self.dtype).name})"
+
+
+def _dtype_of(x):
+    return jnp.result_type(x)
+
+
+@register_pytree_node_class
+class DenseOperator(LinearOperator):
+    """An explicit matrix (numpy or jax), shape (m, n).  NaN/inf entries raise ``ValueError``."""
+
+    def __init__(self, matrix):
+        if _is_scipy_sparse(matrix):
+            raise TypeError("DenseOperator got a scipy.sparse matrix; use SparseOperator or "
+                            "as_operator, which keep it sparse")
+        matrix = jnp.asarray(matrix)
+        if matrix.ndim != 2:
+            raise ValueError(f"matrix must be 2-D, got shape {matrix.shape}")
+        check_finite(matrix, "matrix")
+        self.matrix = matrix
+        self.shape = tuple(matrix.shape)
+        self.dtype = matrix.dtype
+
+    def matvec(self, v):
+        return self.matrix @ v
+
+    def matmat(self, V):
+        return self.matrix @ V
+
+    @property
+    def T(self):
+        return DenseOperator(self.matrix.T)
+
+    def tree_flatten(self):
+        return (self.matrix,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        obj.matrix = children[0]
+        obj.shape = tuple(obj.matrix.shape)
+        obj.dtype = obj.matrix.dtype
+        return obj
+
+
+def _is_scipy_sparse(x) -> bool:
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover
+        return False
+    return sp.issparse(x)
+
+
+@register_pytree_node_class
+class SparseOperator(LinearOperator):
+    """A sparse matrix kept sparse: scipy.sparse input is converted to a jax BCOO, never densified."""
+
+    def __init__(self, matrix):
+        if _is_scipy_sparse(matrix):
+            m = matrix.tocoo()
+            if not np.all(np.isfinite(m.data)):
+                raise ValueError("matrix contains NaN or inf entries")
+            matrix = jsparse.BCOO.from_scipy_sparse(m)
+        if not isinstance(matrix, jsparse.BCOO):
+            raise TypeError(f"SparseOperator needs a scipy.sparse matrix or a BCOO, got "
+                            f"{type(matrix).__name__}")
+        self.matrix = matrix
+        self.shape = tuple(matrix.shape)
+        self.dtype = matrix.dtype
+
+    def matvec(self, v):
+        return self.matrix @ v
+
+    def matmat(self, V):
+        return self.matrix @ V
+
+    @property
+    def T(self):
+        return SparseOperator(self.matrix.T)
+
+    def tree_flatten(self):
+        return (self.matrix,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        obj.matrix = children[0]
+        obj.shape = tuple(obj.matrix.shape)
+        obj.dtype = obj.matrix.dtype
+        return obj
+
+
+@register_pytree_node_class
+class DiagonalOperator(LinearOperator):
+    """diag(d), shape (n, n)."""
+
+    def __init__(self, diagonal):
+        diagonal = jnp.asarray(diagonal)
+        if diagonal.ndim != 1:
+            raise ValueError(f"diagonal must be 1-D, got shape {diagonal.shape}")
+        check_finite(diagonal, "diagonal")
+        self.diagonal = diagonal
+        self.shape = (diagonal.shape[0], diagonal.shape[0])
+        self.dtype = diagonal.dtype
+
+    def matvec(self, v):
+        return self.diagonal * v
+
+    def matmat(self, V):
+        return self.diagonal[:, None] * V
+
+    def inverse(self) -> DiagonalOperator:
+        return DiagonalOperator(1.0 / self.diagonal)
+
+    @property
+    def T(self):
+        return self
+
+    def tree_flatten(self):
+        return (self.diagonal,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        obj.diagonal = children[0]
+        obj.shape = (obj.diagonal.shape[0], obj.diagonal.shape[0])
+        obj.dtype = obj.diagonal.dtype
+        return obj
+
+
+@register_pytree_node_class
+class IdentityOperator(LinearOperator):
+    """I of size n."""
+
+    def __init__(self, size: int, dtype=jnp.float32):
+        self.shape = (int(size), int(size))
+        self.dtype = jnp.dtype(dtype)
+
+    def matvec(self, v):
+        return v
+
+    def matmat(self, V):
+        return V
+
+    @property
+    def T(self):
+        return self
+
+    def tree_flatten(self):
+        return (), (self.shape[0], self.dtype)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*aux)
+
+
+@register_pytree_node_class
+class LowRankPlusIdentity(LinearOperator):
+    """A = s·I + U diag(d) Uᵀ with U (n, r) orthonormal; eigenvalues s + dᵢ on span(U), s elsewhere.
+
+    The family is closed under powers: ``A.power(p)`` = sᵖ I + U diag((s + d)ᵖ − sᵖ) Uᵀ, so the
+    inverse (Woodbury, O(nr) per apply) and square roots are operators of the same kind.  Covers
+    the spectral preconditioner M = I + U(D − I)Uᵀ (s = 1, d = D − 1) and the Nyström one.
+    """
+
+    def __init__(self, U, d, scale=1.0):
+        U = jnp.asarray(U)
+        d = jnp.asarray(d, dtype=U.dtype)
+        if U.ndim != 2 or d.shape != (U.shape[1],):
+            raise ValueError(f"need U (n, r) and d (r,), got {U.shape} and {d.shape}")
+        check_finite(U, "U")
+        check_finite(d, "d")
+        self.U, self.d = U, d
+        self.scale = jnp.asarray(scale, dtype=U.dtype)
+        self.shape = (U.shape[0], U.shape[0])
+        self.dtype = U.dtype
+
+    def matvec(self, v):
+        return self.scale * v + self.U @ (self.d * (self.U.T @ v))
+
+    def matmat(self, V):
+        return self.scale * V + self.U @ (self.d[:, None] * (self.U.T @ V))
+
+    @property
+    def eigenvalues(self):
+        """Eigenvalues on span(U); every other eigenvalue equals ``scale``."""
+        return self.scale + self.d
+
+    def power(self, p: float) -> LowRankPlusIdentity:
+        sp = self.scale**p
+        return LowRankPlusIdentity(self.U, (self.scale + self.d) ** p - sp, sp)
+
+    def inverse(self) -> LowRankPlusIdentity:
+        return self.power(-1.0)
+
+    @property
+    def T(self):
+        return self
+
+    def tree_flatten(self):
+        return (self.U, self.d, self.scale), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        obj.U, obj.d, obj.scale = children
+        obj.shape = (obj.U.shape[0], obj.U.shape[0])
+        obj.dtype = obj.U.dtype
+        return obj
+
+
+@register_pytree_node_class
+class MatvecOperator(LinearOperator):
+    """An operator known only through ``matvec``; ``rmatvec`` (Aᵀv) is optional."""
+
+    def __init__(self, matvec: Callable, shape, dtype, rmatvec: Callable | None = None):
+        self._matvec = matvec
+        self._rmatvec = rmatvec
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = jnp.dtype(dtype)
+
+    def matvec(self, v):
+        return self._matvec(v)
+
+    @property
+    def T(self):
+        if self._rmatvec is None:
+            raise NotImplementedError("this operator was built without rmatvec")
+        return MatvecOperator(self._rmatvec, self.shape[::-1], self.dtype, self._matvec)
+
+    def tree_flatten(self):
+        return (), (self._matvec, self.shape, self.dtype, self._rmatvec)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(aux[0], aux[1], aux[2], aux[3])
+
+
+def from_matvec(matvec: Callable, size: int, dtype=jnp.float32, *, rmatvec=None) -> MatvecOperator:
+    """A square (size, size) operator from a function v ↦ Av on flat arrays."""
+    if int(size) <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    return MatvecOperator(matvec, (size, size), dtype, rmatvec)
+
+
+@register_pytree_node_class
+class SumOperator(LinearOperator):
+    """A₁ + A₂ + …"""
+
+    def __init__(self, terms):
+        flat = []
+        for t in terms:
+            flat.extend(t.terms if isinstance(t, SumOperator) else [t])
+        self.terms = tuple(flat)
+        self.shape = self.terms[0].shape
+        self.dtype = jnp.result_type(*[t.dtype for t in self.terms])
+
+    def matvec(self, v):
+        out = self.terms[0].matvec(v)
+        for t in self.terms[1:]:
+            out = out + t.matvec(v)
+        return out
+
+    def matmat(self, V):
+        out = self.terms[0].matmat(V)
+        for t in self.terms[1:]:
+            out = out + t.matmat(V)
+        return out
+
+    @property
+    def T(self):
+        return SumOperator(tuple(t.T for t in self.terms))
+
+    def tree_flatten(self):
+        return (self.terms,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0])
+
+
+@register_pytree_node_class
+class ScaledOperator(LinearOperator):
+    """c·A for a scalar c."""
+
+    def __init__(self, operator: LinearOperator, scalar):
+        self.operator = operator
+        self.scalar = scalar
+        self.shape = operator.shape
+        self.dtype = operator.dtype
+
+    def matvec(self, v):
+        return self.scalar * self.operator.matvec(v)
+
+    def matmat(self, V):
+        return self.scalar * self.operator.matmat(V)
+
+    @property
+    def T(self):
+        return ScaledOperator(self.operator.T, self.scalar)
+
+    def tree_flatten(self):
+        return (self.operator, self.scalar), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children)
+
+
+def as_operator(A, *, dtype=None) -> LinearOperator:
+    """Turn ``A`` into a precond operator without densifying it.
+
+    Accepts precond operators (returned as is), numpy/jax 2-D arrays, scipy.sparse matrices and
+    jax BCOO matrices.  A bare function is rejected with a hint to use ``from_matvec``.
+    """
+    if isinstance(A, LinearOperator):
+        return A
+    if _is_scipy_sparse(A) or isinstance(A, jsparse.BCOO):
+        return SparseOperator(A)
+    if isinstance(A, (np.ndarray, jax.Array)) or hasattr(A, "__array__"):
+        arr = jnp.asarray(A, dtype=dtype)
+        return DenseOperator(arr)
+    if callable(A):
+        raise TypeError("got a bare function; wrap it with from_matvec(matvec, size, dtype)")
+    raise TypeError(f"cannot make a linear operator from {type(A).__name__}")
+
+
+def as_scipy(op) -> Any:
+    """A ``scipy.sparse.linalg.LinearOperator`` applying ``op`` (numpy in, numpy out)."""
+    import scipy.sparse.linalg as spla
+
+    op = as_operator(op)
+    mv = jax.jit(op.matvec)
+    rmv = None
+    try:
+        rmv = jax.jit(op.T.matvec)
+    except NotImplementedError:
+        pass
+    dtype = np.dtype(op.dtype)
+    return spla.LinearOperator(
+        op.shape,
+        matvec=lambda v: np.asarray(mv(jnp.asarray(np.ravel(v), dtype=dtype))),
+        rmatvec=None if rmv is None else (
+            lambda v: np.asarray(rmv(jnp.asarray(np.ravel(v), dtype=dtype)))),
+        dtype=dtype,
+    )
+
+
+def to_dense(op) -> jax.Array:
+    """The dense matrix of ``op`` (n matvecs); for tests and small problems only."""
+    op = as_operator(op)
+    if isinstance(op, DenseOperator):
+        return op.matrix
+    return op.matmat(jnp.eye(op.shape[1], dtype=op.dtype))
+
