@@ -16,7 +16,7 @@ __all__ = ["LanczosResult", "lanczos", "extreme_eigenvalues"]
 
 
 class LanczosResult(NamedTuple):
-    """A Q = Q T + β_k q_{k+1} e_kᵀ: Q (n, k) orthonormal, T tridiagonal(alpha (k,), beta (k−1,))."""
+    """A Q = Q T + β_k q_{k+1} e_kᵀ: Q (n, k) orthonormal, T = tridiag(alpha (k,), beta (k−1,))."""
 
     Q: jax.Array
     alpha: jax.Array

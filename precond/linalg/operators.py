@@ -132,7 +132,7 @@ def _is_scipy_sparse(x) -> bool:
 
 @register_pytree_node_class
 class SparseOperator(LinearOperator):
-    """A sparse matrix kept sparse: scipy.sparse input is converted to a jax BCOO, never densified."""
+    """A sparse matrix kept sparse: scipy.sparse input becomes a jax BCOO, never densified."""
 
     def __init__(self, matrix):
         if _is_scipy_sparse(matrix):
