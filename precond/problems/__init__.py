@@ -1,0 +1,1 @@
+"""Benchmark problems and offline real-data loaders."""
