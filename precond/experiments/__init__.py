@@ -1,0 +1,1 @@
+"""Experiment runners: protocols, results stores, plots and reports."""

@@ -1,0 +1,5 @@
+"""Optimizers as optax transformations: preconditioned SGD on any preconditioner, L-BFGS,
+CG-Hessian, CG-GGN, Nyström SGD, NNCG and OSGM; and the training loop.
+
+Each engineer adds explicit re-exports below (``from .x import y as y``), one line per name.
+"""
