@@ -22,8 +22,10 @@ class CGResult(NamedTuple):
     """Solution of Ax = b and how the solve went.
 
     ``status`` is an integer :class:`Status` (an array under jit): converged, max_iterations,
-    negative_curvature (pᵀAp ≤ 0), breakdown (rᵀM⁻¹r ≤ 0: M not SPD) or nonfinite.  On
-    negative curvature, breakdown or non-finite values ``x`` is the last iterate before the
+    negative_curvature (pᵀAp ≤ 0), breakdown (rᵀM⁻¹r ≤ 0: M not SPD), nonfinite, or stalled
+    (pᵀAp ≤ 0 or rᵀM⁻¹r ≤ 0 once the residual is at the rounding floor eps·(‖b‖ + ‖A‖‖x‖),
+    where their sign means nothing: x is as good as the precision allows).  On negative
+    curvature, breakdown, stalling or non-finite values ``x`` is the last iterate before the
     failing step, so it is always finite.  ``direction`` is the last search direction p, which
     on negative curvature is a direction with pᵀAp ≤ 0 (what Newton-CG methods fall back on).
     """
@@ -67,8 +69,8 @@ def cg(
     ``lax.while_loop`` (jit-able, no Python per iteration), and the result says why it stopped.
 
     A fixed-budget mode, ``tol=0, atol=0, maxiter=m``, runs exactly m iterations unless the
-    residual becomes exactly zero (then it stops as converged) — it never forms 0/0, in float32 or
-    float64.
+    residual becomes exactly zero (then it stops as converged) or reaches the rounding floor
+    (then it stops as stalled) — it never forms 0/0, in float32 or float64.
 
     Args:
       A: the SPD operator (array, scipy.sparse matrix or precond operator), shape (n, n).
@@ -122,7 +124,9 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter) -> CGResult:
     z0 = apply_M(r0)
     rz0 = dot(r0, z0)
     rnorm0 = jnp.linalg.norm(r0)
-    threshold = jnp.maximum(tol * jnp.linalg.norm(b), atol)
+    bnorm = jnp.linalg.norm(b)
+    threshold = jnp.maximum(tol * bnorm, atol)
+    eps = jnp.finfo(b.dtype).eps
 
     def initial_status():
         s = jnp.where(maxiter <= 0, Status.MAX_ITERATIONS, _RUNNING)
@@ -135,7 +139,7 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter) -> CGResult:
         return state[-1] == _RUNNING
 
     def body(state):
-        k, x, r, p, rz, rnorm, _ = state
+        k, x, r, p, rz, rnorm, anorm, _ = state
         Ap = A.matvec(p)
         pAp = dot(p, Ap)
         curvature_ok = pAp > 0
@@ -148,12 +152,20 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter) -> CGResult:
         rz_new = dot(r_new, z_new)
         beta = rz_new / jnp.where(rz > 0, rz, 1)
         p_new = z_new + beta * p
+        # ‖A‖ ≥ ‖Ap‖/‖p‖; the residual cannot be resolved below eps·(‖b‖ + ‖A‖‖x‖).  There a
+        # pᵀAp ≤ 0 or rᵀM⁻¹r ≤ 0 is rounding or underflow, not a property of A or M: stalled.
+        pnorm = jnp.linalg.norm(p)
+        anorm = jnp.maximum(anorm, jnp.linalg.norm(Ap) / jnp.where(pnorm > 0, pnorm, 1))
+        anorm = jnp.where(jnp.isfinite(anorm), anorm, 0)
+        floor = 10 * eps * (bnorm + anorm * jnp.linalg.norm(x))
         finite = jnp.isfinite(rnorm_new) & jnp.isfinite(rz_new) & jnp.isfinite(alpha)
         status = jnp.where(k + 1 >= maxiter, Status.MAX_ITERATIONS, _RUNNING)
-        status = jnp.where((rz_new <= 0) & (rnorm_new > threshold), Status.BREAKDOWN, status)
+        failed_m = jnp.where(rnorm_new <= floor, Status.STALLED, Status.BREAKDOWN)
+        status = jnp.where((rz_new <= 0) & (rnorm_new > threshold), failed_m, status)
         status = jnp.where(rnorm_new <= threshold, Status.CONVERGED, status)
         status = jnp.where(finite, status, Status.NONFINITE)
-        status = jnp.where(curvature_ok, status, Status.NEGATIVE_CURVATURE).astype(jnp.int32)
+        failed_a = jnp.where(rnorm <= floor, Status.STALLED, Status.NEGATIVE_CURVATURE)
+        status = jnp.where(curvature_ok, status, failed_a).astype(jnp.int32)
         accept = curvature_ok & finite
         keep = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
         return (
@@ -163,9 +175,10 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter) -> CGResult:
             keep(p_new, p),
             keep(rz_new, rz),
             keep(rnorm_new, rnorm),
+            anorm,
             status,
         )
 
-    state = (jnp.int32(0), x0, r0, z0, rz0, rnorm0, initial_status())
-    k, x, _, p, _, rnorm, status = lax.while_loop(cond, body, state)
+    state = (jnp.int32(0), x0, r0, z0, rz0, rnorm0, jnp.zeros((), b.dtype), initial_status())
+    k, x, _, p, _, rnorm, _, status = lax.while_loop(cond, body, state)
     return CGResult(x, k, rnorm, status == Status.CONVERGED, status, p)

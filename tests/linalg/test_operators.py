@@ -1,0 +1,151 @@
+"""Operators against their dense matrices."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+from jax.experimental import sparse as jsparse
+
+from precond.linalg import (
+    DenseOperator,
+    DiagonalOperator,
+    IdentityOperator,
+    LowRankPlusIdentity,
+    SparseOperator,
+    as_operator,
+    as_scipy,
+    from_matvec,
+    to_dense,
+)
+
+
+def _spd(n, seed=0):
+    rng = np.random.default_rng(seed)
+    G = rng.standard_normal((n, n))
+    return G @ G.T + n * np.eye(n)
+
+
+def test_dense_matvec_matmat_and_transpose():
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((5, 3))
+    op = DenseOperator(A)
+    v, V = rng.standard_normal(3), rng.standard_normal((3, 4))
+    np.testing.assert_allclose(op.matvec(v), A @ v, rtol=1e-12)
+    np.testing.assert_allclose(op @ V, A @ V, rtol=1e-12)
+    u = rng.standard_normal(5)
+    np.testing.assert_allclose(op.T.matvec(u), A.T @ u, rtol=1e-12)
+    assert op.shape == (5, 3) and op.dtype == jnp.float64
+
+
+def test_sparse_is_kept_sparse():
+    M = sp.random(50, 50, density=0.05, format="csr", random_state=0) + sp.eye(50)
+    op = as_operator(M)
+    assert isinstance(op, SparseOperator)
+    assert isinstance(op.matrix, jsparse.BCOO)
+    assert op.matrix.nse == M.nnz  # stored entries only, not n² of them
+    v = np.random.default_rng(1).standard_normal(50)
+    np.testing.assert_allclose(op.matvec(v), M @ v, rtol=1e-12)
+    np.testing.assert_allclose(op.T.matvec(v), M.T @ v, rtol=1e-12)
+    with pytest.raises(TypeError, match="SparseOperator"):
+        DenseOperator(M)
+
+
+def test_sparse_nonfinite_rejected():
+    M = sp.eye(4, format="csr")
+    M.data[0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        as_operator(M)
+
+
+def test_diagonal_and_inverse():
+    d = np.array([1.0, 2.0, 4.0])
+    op = DiagonalOperator(d)
+    np.testing.assert_allclose(to_dense(op), np.diag(d))
+    np.testing.assert_allclose(to_dense(op.inverse()), np.diag(1 / d))
+    with pytest.raises(ValueError, match="diagonal"):
+        DiagonalOperator(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="NaN"):
+        DiagonalOperator(np.array([1.0, np.inf]))
+
+
+@pytest.mark.parametrize("p", [1.0, -1.0, 0.5, -0.5, 2.0])
+def test_low_rank_plus_identity_power_matches_numpy(p):
+    rng = np.random.default_rng(2)
+    n, r = 12, 4
+    U, _ = np.linalg.qr(rng.standard_normal((n, r)))
+    d = rng.uniform(0.5, 3.0, r)
+    s = 0.7
+    op = LowRankPlusIdentity(U, d, s)
+    dense = s * np.eye(n) + U @ np.diag(d) @ U.T
+    w, Q = np.linalg.eigh(dense)
+    expected = Q @ np.diag(w**p) @ Q.T
+    np.testing.assert_allclose(to_dense(op.power(p)), expected, atol=1e-12)
+    if p == -1.0:
+        np.testing.assert_allclose(to_dense(op.inverse()), np.linalg.inv(dense), atol=1e-12)
+    np.testing.assert_allclose(np.sort(np.asarray(op.eigenvalues)), np.sort(s + d))
+
+
+def test_low_rank_bad_shapes():
+    with pytest.raises(ValueError, match="U"):
+        LowRankPlusIdentity(np.ones((4, 2)), np.ones(3))
+
+
+def test_from_matvec_and_compositions_vs_dense():
+    A = _spd(6)
+    B = np.diag(np.arange(1.0, 7.0))
+    opA = from_matvec(lambda v: jnp.asarray(A) @ v, 6, jnp.float64)
+    opB = DiagonalOperator(np.arange(1.0, 7.0))
+    combos = {
+        "sum": (opA + opB, A + B),
+        "scaled": (2.5 * opA, 2.5 * A),
+        "rscaled": (opA * -1.5, -1.5 * A),
+        "shift": (opA.shift(0.3), A + 0.3 * np.eye(6)),
+        "nested": ((opA + opB).shift(1.0) + 0.5 * opB, A + B + np.eye(6) + 0.5 * B),
+        "identity": (IdentityOperator(6, jnp.float64) * 3.0, 3 * np.eye(6)),
+    }
+    for name, (op, dense) in combos.items():
+        np.testing.assert_allclose(to_dense(op), dense, rtol=1e-12, err_msg=name)
+    with pytest.raises(ValueError, match="shape"):
+        _ = opA + DiagonalOperator(np.ones(3))
+    with pytest.raises(ValueError, match="size"):
+        from_matvec(lambda v: v, 0)
+    with pytest.raises(TypeError, match="from_matvec"):
+        as_operator(lambda v: v)
+
+
+def test_dense_rejects_nonfinite_and_non_2d():
+    with pytest.raises(ValueError, match="NaN"):
+        DenseOperator(np.array([[1.0, np.nan], [0.0, 1.0]]))
+    with pytest.raises(ValueError, match="2-D"):
+        DenseOperator(np.ones(3))
+
+
+def test_as_scipy_works_with_scipy_cg():
+    A = _spd(30, seed=3)
+    b = np.random.default_rng(4).standard_normal(30)
+    for op in (DenseOperator(A), as_operator(sp.csr_matrix(A)), DenseOperator(A).shift(1.0)):
+        lin = as_scipy(op)
+        x, info = spla.cg(lin, b, rtol=1e-10, maxiter=500)
+        assert info == 0
+        np.testing.assert_allclose(to_dense(op) @ x, b, atol=1e-7)
+
+
+def test_pytree_round_trip_through_jit():
+    rng = np.random.default_rng(5)
+    U, _ = np.linalg.qr(rng.standard_normal((8, 2)))
+    ops = [
+        DenseOperator(_spd(8)),
+        as_operator(sp.csr_matrix(_spd(8))),
+        DiagonalOperator(np.arange(1.0, 9.0)),
+        LowRankPlusIdentity(U, np.array([1.0, 2.0]), 0.5),
+        DenseOperator(_spd(8)).shift(2.0) + 3.0 * DiagonalOperator(np.ones(8)),
+    ]
+    v = jnp.asarray(rng.standard_normal(8))
+    for op in ops:
+        leaves, treedef = jax.tree_util.tree_flatten(op)
+        back = jax.tree_util.tree_unflatten(treedef, leaves)
+        assert type(back) is type(op) and back.shape == op.shape
+        out = jax.jit(lambda o, x: o.matvec(x))(op, v)
+        np.testing.assert_allclose(out, op.matvec(v), rtol=1e-12)
