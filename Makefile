@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench bench-data lint clean
 
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,17 @@ test: $(VENV)/.installed-dev
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check precond tests benchmarks
 
+# Debian packages the benchmarks read offline (real data sets).
+DEB_DATA := dataset-fashion-mnist
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+bench-data:
+	@missing=""; for p in $(DEB_DATA); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; fi
+
 # Heavy runs; not timed tests.  Rewrites docs/benchmarks.md.
-bench: $(VENV)/.installed-bench
+bench: $(VENV)/.installed-bench bench-data
 	$(PY) benchmarks/run.py --out docs/benchmarks.md
 
 clean:
