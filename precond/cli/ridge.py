@@ -56,7 +56,10 @@ def run(args: argparse.Namespace) -> int:
     op = DenseOperator(A)
     console.print(f"ridge (XᵀX + λI)w = Xᵀy: n={args.n}, d={args.d}, λ={args.lam:g}, "
                   f"singular values of X ∝ 1/i, float64, relative residual {args.tol:g}")
-    table = Table("solver", "iterations", "relative residual", "status", "time (s)")
+    table = Table()
+    table.add_column("solver", no_wrap=True)
+    for heading in ("iterations", "relative residual", "status", "time (s)"):
+        table.add_column(heading)
     solve_cg = jax.jit(lambda: cg(op.shift(args.lam), b, tol=args.tol, maxiter=20 * args.d))
     res, t = _timed(solve_cg)
     rows = [("CG", res, t)]
