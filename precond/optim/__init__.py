@@ -8,3 +8,6 @@ from .osgm import OSGMResult as OSGMResult
 from .osgm import OSGMState as OSGMState
 from .osgm import osgm as osgm
 from .osgm import osgm_minimize as osgm_minimize
+from .nncg import NNCGInfo as NNCGInfo
+from .nncg import NNCGState as NNCGState
+from .nncg import nncg as nncg
