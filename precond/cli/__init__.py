@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("demo", "ridge")
+COMMANDS = ("demo", "ridge", "osgm")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -125,9 +125,10 @@ def _adagrad(P, G, grad, lr):
     return P - lr * grad / (jnp.sqrt(G) + _ADAGRAD_EPS), G
 
 
-def _learn(P, G, beta, Gb, *, g, g_plus, d, f, f_lb, lr, beta_lr, L, variant, kind, convex):
+def _learn(P, G, beta, Gb, *, g, g_plus, d, f, f_lb, lr, beta_lr, L, variant, kind, convex,
+           eps=0.0):
     """Online-learner step for (P, β) from the feedback at the trial point."""
-    gnorm2 = jnp.vdot(g, g)
+    gnorm2 = jnp.vdot(g, g) + eps
     tiny = jnp.finfo(g.dtype).tiny
     if variant == "ratio":
         denom = jnp.maximum(f - f_lb, tiny)
@@ -171,6 +172,12 @@ class _Carry(NamedTuple):
     status: jax.Array
     hist_f: jax.Array
     hist_g: jax.Array
+    eta: jax.Array
+    L_sum: jax.Array
+    L_cnt: jax.Array
+    n_mono: jax.Array
+    guessed: jax.Array
+    L_g: jax.Array
 
 
 def osgm_minimize(
@@ -267,9 +274,13 @@ def _osgm_jit(fun, x0, args, *, variant, kind, max_evals, gtol, L, lr, beta_lr, 
     hist_f = jnp.full(max_evals, f0, dt)
     hist_g = jnp.full(max_evals, gnorm_inf, dt)
     P0 = _zeros_P(x0, kind)
+    z = jnp.zeros((), dt)
     carry = _Carry(x0, f0, g0, x0, P0, jnp.zeros_like(P0), jnp.asarray(beta_init, dt),
-                   jnp.zeros((), dt), f_lb0, evals, jnp.asarray(0, jnp.int32),
-                   jnp.asarray(0, jnp.int32), status0, hist_f, hist_g)
+                   z, f_lb0, evals, jnp.asarray(0, jnp.int32),
+                   jnp.asarray(0, jnp.int32), status0, hist_f, hist_g, eta, z, z,
+                   jnp.asarray(0, jnp.int32), jnp.asarray(False), L_val)
+    practical = variant == "best"
+    mono_needed = max(min(max_evals // 4, 200), 20)
 
     def cond(c):
         return (c.status == _RUNNING) & (c.evals < max_evals)
@@ -281,10 +292,28 @@ def _osgm_jit(fun, x0, args, *, variant, kind, max_evals, gtol, L, lr, beta_lr, 
         f_t, g_t = f_t.astype(dt), g_t.astype(dt)
         finite = jnp.isfinite(f_t) & jnp.all(jnp.isfinite(g_t))
         g_t = jnp.where(finite, g_t, 0.0)  # keep the learner finite; the run stops below
+        eps = jnp.where(c.guessed, 0.25 * jnp.vdot(d, d) * c.L_g**2, 0.0)
         P, G, beta, Gb = _learn(c.P, c.G, c.beta, c.Gb, g=c.g, g_plus=g_t, d=d, f=c.f,
-                                f_lb=c.f_lb, lr=eta, beta_lr=beta_lr, L=L_val,
-                                variant=variant, kind=kind, convex=convex)
+                                f_lb=c.f_lb, lr=c.eta, beta_lr=beta_lr, L=L_val,
+                                variant=variant, kind=kind, convex=convex, eps=eps)
         accept = finite & (f_t < c.f)
+        eta_k, L_sum, L_cnt, n_mono, guessed, L_g = (c.eta, c.L_sum, c.L_cnt, c.n_mono,
+                                                     c.guessed, c.L_g)
+        if practical:  # the HDM-best recipe of Part II (see the module docstring)
+            decay = (c.iters % 50 == 49) & ~guessed
+            eta_k = jnp.where(decay, jnp.maximum(0.8 * eta_k, 1e-3 * eta), eta_k)
+            step = jnp.linalg.norm(x_t - c.x)
+            use = accept & (step > 1e-3)
+            curv = jnp.linalg.norm(g_t - c.g) / jnp.where(use, step, 1.0)
+            L_sum = L_sum + jnp.where(use, curv, 0.0)
+            L_cnt = L_cnt + use.astype(dt)
+            n_mono = jnp.where(accept, n_mono + 1, jnp.maximum(n_mono - 2, 0))
+            switch = (n_mono > mono_needed) & ~guessed & (L_cnt > 0)
+            L_new = L_sum / jnp.maximum(L_cnt, 1.0)
+            eta_k = jnp.where(switch, 1.0 / L_new, eta_k)
+            G = jnp.where(switch, jnp.zeros_like(G), G)
+            L_g = jnp.where(switch, L_new, L_g)
+            guessed = guessed | switch
         x = jnp.where(accept, x_t, c.x)
         f = jnp.where(accept, f_t, c.f)
         g = jnp.where(accept, g_t, c.g)
@@ -297,7 +326,8 @@ def _osgm_jit(fun, x0, args, *, variant, kind, max_evals, gtol, L, lr, beta_lr, 
         k = evals - 1
         return _Carry(x, f, g, c.x, P, G, beta, Gb, f_lb, evals, c.iters + 1,
                       c.accepted + accept.astype(jnp.int32), status,
-                      c.hist_f.at[k].set(f), c.hist_g.at[k].set(gn))
+                      c.hist_f.at[k].set(f), c.hist_g.at[k].set(gn), eta_k, L_sum, L_cnt,
+                      n_mono, guessed, L_g)
 
     c = lax.while_loop(cond, body, carry)
     idx = jnp.arange(max_evals)
