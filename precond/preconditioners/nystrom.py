@@ -1,0 +1,83 @@
+"""Nyström preconditioner M = Â + ρI from a rank-r sketch of the curvature (SketchySGD style).
+
+Every ``update_every`` steps a randomized Nyström approximation Â = UΛ̂Uᵀ of the curvature C
+(Hessian of ``loss_fn`` or GGN of ``model_fn`` with ``output_loss``) on the current batch is
+formed from r curvature-vector products (``precond.linalg.nystrom``).  Between refreshes the
+sketch is reused.  M⁻¹ = (Â + ρI)⁻¹ = U(Λ̂ + ρI)⁻¹Uᵀ + ρ⁻¹(I − UUᵀ) (Woodbury, O(nr)), so with
+learning rate 1 the step is a regularized Newton step on the sketched curvature.  ρ is
+``damping`` (> 0: M must be invertible off span(U)).
+
+References:
+  Frangella, Rathore, Zhao, Udell, "SketchySGD: reliable stochastic optimization via
+  randomized curvature estimates", SIAM J. Math. Data Sci. 2024; Frangella, Tropp, Udell,
+  "Randomized Nyström preconditioning", SIMAX 2023.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from precond.linalg import LowRankPlusIdentity
+from precond.linalg import nystrom as nystrom_approx
+from precond.linalg._checks import check_key
+
+from ._curvature import check_curvature_args, curvature_operator
+from .base import Preconditioner, check_positive, check_update_every, flat_dtype, lazily
+
+__all__ = ["NystromState", "nystrom"]
+
+
+class NystromState(NamedTuple):
+    """Â = U diag(eigenvalues) Uᵀ, U (n, r); ``count`` updates seen."""
+
+    U: jax.Array
+    eigenvalues: jax.Array
+    count: jax.Array
+
+
+def nystrom(*, rank: int, loss_fn: Callable | None = None, model_fn: Callable | None = None,
+            output_loss=None, damping: float = 1e-3, update_every: int = 10,
+            ) -> Preconditioner:
+    """The Nyström preconditioner M = Â + ρI (module docstring); ρ = ``damping``, r = ``rank``."""
+    kind = check_curvature_args(loss_fn, model_fn, output_loss)
+    if not isinstance(rank, (int, np.integer)) or rank < 1:
+        raise ValueError(f"rank must be an int ≥ 1, got {rank!r}")
+    damping = check_positive(damping, "damping")
+    update_every = check_update_every(update_every)
+
+    def init(params):
+        n = ravel_pytree(params)[0].size
+        if rank > n:
+            raise ValueError(f"rank must be ≤ the number of parameters {n}, got {rank}")
+        dt = flat_dtype(params)
+        return NystromState(jnp.zeros((n, rank), dt), jnp.zeros((rank,), dt),
+                            jnp.zeros((), jnp.int32))
+
+    def update(state, params, *, batch=None, key=None, grads=None):
+        if batch is None:
+            raise TypeError("the Nyström preconditioner's update needs batch=…")
+        key = check_key(key)
+
+        def refresh():
+            op = curvature_operator(kind, loss_fn, model_fn, output_loss, params, batch)
+            approx = nystrom_approx(op, rank, key)
+            return approx.U.astype(state.U.dtype), approx.eigenvalues.astype(state.U.dtype)
+
+        U, lam = lazily(state.count, update_every, refresh,
+                        lambda: (state.U, state.eigenvalues))
+        return NystromState(U, lam, state.count + 1)
+
+    def inverse_operator(state):
+        return LowRankPlusIdentity(state.U, state.eigenvalues, damping).inverse()
+
+    def solve(state, g):
+        flat, unravel = ravel_pytree(g)
+        return unravel(inverse_operator(state).matvec(flat))
+
+    return Preconditioner(init, update, solve, inverse_operator, name="nystrom")
