@@ -35,7 +35,7 @@ lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check precond tests benchmarks
 
 # Debian packages the benchmarks read offline (real data sets).
-DEB_DATA := dataset-fashion-mnist
+DEB_DATA := dataset-fashion-mnist liblinear-tools r-cran-mlbench
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 bench-data:
