@@ -45,6 +45,8 @@ def ggn_vector_product(model_fn: Callable, output_loss, params, batch, v):
 
 def ggn_operator(model_fn: Callable, output_loss, params, batch) -> MatvecOperator:
     """The GGN Jᵀ H_out J as a flat PSD operator (n, n)."""
+    output_loss = get_output_loss(output_loss)  # bad names/batches fail here, not at matvec
+    _split(batch)
     return flat_operator(lambda v: ggn_vector_product(model_fn, output_loss, params, batch, v),
                          params)
 

@@ -1,0 +1,142 @@
+"""Local conditioning in the M-geometry: L̂, ĉ and κ̂ from the extreme eigenvalues of M⁻¹H."""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from precond.linalg import MatvecOperator, lanczos, power_iteration
+
+from ._operators import as_square_operator, spd_sqrt
+
+__all__ = ["Conditioning", "IndefiniteCurvatureWarning", "local_conditioning"]
+
+METHODS = ("auto", "lanczos", "power")
+
+
+class IndefiniteCurvatureWarning(UserWarning):
+    """ĉ ≤ 0: H is not positive definite in M's geometry; a PL-style proxy replaced ĉ."""
+
+
+class Conditioning(NamedTuple):
+    """L̂ = λ_max(M⁻¹H), ĉ = λ_min(M⁻¹H) (or its PL proxy, see ``proxy``), κ̂ = L̂/ĉ.
+
+    ``lambda_min`` is the raw smallest eigenvalue estimate (may be ≤ 0); ``proxy`` is "" when
+    ĉ = ``lambda_min`` and otherwise names what replaced it; ``method`` is "lanczos" or "power";
+    ``converged`` is False when a power iteration hit its cap.
+    """
+
+    L_hat: float
+    c_hat: float
+    kappa: float
+    lambda_min: float = float("nan")
+    proxy: str = ""
+    method: str = "lanczos"
+    converged: bool = True
+
+
+def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: str = "auto",
+                       num_steps: int | None = None, maxiter: int = 2000, tol: float = 1e-10,
+                       dense_limit: int = 0, pl_constant: float | None = None,
+                       pl_rtol: float = 1e-8) -> Conditioning:
+    """Extreme eigenvalues of M⁻¹H: L̂ (largest), ĉ (smallest), κ̂ = L̂/ĉ.
+
+    M⁻¹H is self-adjoint in the M-inner product and similar to the symmetric S H S with
+    S = M^{-1/2}; ``method="lanczos"`` runs precond.linalg's Lanczos (full reorthogonalization)
+    on S H S, with S exact for identity, diagonal, low-rank + identity, dense and scaled
+    operators (and matvec-only ones of size ≤ ``dense_limit``, densified).  ``method="power"``
+    needs only applications of M⁻¹, so it also fits an inexact (CG-based, nonlinear) solve:
+    L̂ by power iteration on M⁻¹H, then ĉ by power iteration on the shifted L̂I − M⁻¹H
+    (eigenvalues L̂ − λ_i ≥ 0, dominant L̂ − ĉ).  ``"auto"`` picks Lanczos when S is available.
+
+    Args:
+      H: curvature operator (n, n) (a precond operator or array), symmetric.
+      M_inv: operator applying M⁻¹ (or a callable v ↦ M⁻¹v); None means M = I.
+      key: jax.random key for the starting vectors.
+      num_steps: Lanczos steps (default min(n, 100): exact for n ≤ 100; extreme Ritz values
+        converge first, inwards).
+      maxiter, tol: power iteration caps (Rayleigh quotients agreeing to ``tol`` relative).
+      pl_constant: the local PL constant μ̂_PL to use when ĉ ≤ 0 (see below).
+      pl_rtol: eigenvalues ≤ pl_rtol·L̂ count as non-positive.
+
+    When ĉ ≤ pl_rtol·L̂ (H indefinite or singular, as for most network Hessians) a warning is
+    issued and ĉ is replaced by a PL-style proxy: ``pl_constant`` when given; otherwise (Lanczos)
+    the smallest Ritz value above pl_rtol·L̂ — the PL constant of the quadratic model on its
+    positive-curvature subspace — or (power) the floor pl_rtol·L̂.  ``Conditioning.proxy`` says
+    which.
+
+    References:
+      Scott et al., "Design Criteria for SGD Preconditioners", TMLR 2026, Lemma 3.1.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if key is None:
+        raise TypeError("a jax.random key is required (e.g. jax.random.key(0))")
+    H = as_square_operator(H, "H")
+    n = H.shape[0]
+    dtype = H.dtype if jnp.issubdtype(H.dtype, jnp.floating) else jnp.result_type(float)
+    M = None if M_inv is None else as_square_operator(M_inv, "M_inv", n, dtype)
+    S = None
+    if M is not None and method != "power":
+        S = spd_sqrt(M, "M_inv", dense_limit=max(dense_limit, n if method == "lanczos" else 0))
+    if method == "auto":
+        method = "lanczos" if (M is None or S is not None) else "power"
+    if method == "lanczos":
+        theta, converged = _lanczos_extremes(H, S, key, n, dtype, num_steps)
+        L, lam_min = float(theta[-1]), float(theta[0])
+    else:
+        L, lam_min, converged = _power_extremes(H, M, key, n, dtype, maxiter, tol)
+        theta = None
+    if not (jnp.isfinite(L) and jnp.isfinite(lam_min)):
+        raise ValueError("H or M_inv produced NaN or inf; check the operators")
+    if L <= 0:
+        raise ValueError(f"M⁻¹H has no positive eigenvalue (λ_max = {L:.3g}); the conditioning "
+                         "is undefined — is H a curvature at a minimum?")
+    if not converged:
+        warnings.warn("power iteration reached maxiter before its tolerance; L̂/ĉ may be "
+                      "inaccurate (ĉ converges slowly when κ̂ is large): raise maxiter or use an "
+                      "exact M_inv with method='lanczos'", RuntimeWarning, stacklevel=2)
+    c, proxy = lam_min, ""
+    if lam_min <= pl_rtol * L:
+        if pl_constant is not None:
+            if not pl_constant > 0:
+                raise ValueError(f"pl_constant must be > 0, got {pl_constant}")
+            c, proxy = float(pl_constant), "pl_constant (user-supplied local PL constant)"
+        elif theta is not None and bool(jnp.any(theta > pl_rtol * L)):
+            c = float(jnp.min(jnp.where(theta > pl_rtol * L, theta, jnp.inf)))
+            proxy = "smallest positive Ritz value (PL constant on the positive-curvature subspace)"
+        else:
+            c, proxy = pl_rtol * L, f"floor pl_rtol·L̂ = {pl_rtol:g}·L̂ (pass pl_constant)"
+        warnings.warn(f"H is not positive definite in M's geometry (λ_min(M⁻¹H) = {lam_min:.3g}); "
+                      f"ĉ replaced by the {proxy}: ĉ = {c:.3g}", IndefiniteCurvatureWarning,
+                      stacklevel=2)
+    return Conditioning(L, c, L / c, lam_min, proxy, method, bool(converged))
+
+
+def _lanczos_extremes(H, S, key, n, dtype, num_steps):
+    if S is None:
+        A = H
+    else:
+        A = MatvecOperator(lambda v: S.matvec(H.matvec(S.matvec(v))), (n, n), dtype)
+    k = min(n, 100) if num_steps is None else int(num_steps)
+    return lanczos(A, k, key).ritz_values(), True
+
+
+def _power_extremes(H, M, key, n, dtype, maxiter, tol):
+    if M is None:
+        A = H
+    else:
+        A = MatvecOperator(lambda v: M.matvec(H.matvec(v)), (n, n), dtype)
+    k1, k2 = jax.random.split(key)
+    first = power_iteration(A, k1, maxiter=maxiter, tol=tol)
+    lam = float(first.eigenvalue)
+    # Shift so every eigenvalue of the shifted operator is ≥ 0 and the other end dominates.
+    sign = 1.0 if lam > 0 else -1.0
+    B = MatvecOperator(lambda v: sign * (lam * v - A.matvec(v)), (n, n), dtype)
+    second = power_iteration(B, k2, maxiter=maxiter, tol=tol)
+    other = lam - sign * float(second.eigenvalue)
+    hi, lo = (lam, other) if lam > 0 else (other, lam)
+    return hi, lo, bool(first.converged) and bool(second.converged)
