@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, NamedTuple
 
 import jax
@@ -93,7 +94,8 @@ def nncg(
     μ_eff = max(min(μ, ``mu_max_ratio``·λ̂₁), ``mu_min_ratio``·λ̂₁), with λ̂₁ the largest sketched
     eigenvalue; ``mu_min_ratio`` defaults to √eps of the dtype (1.5e-8 in float64: κ(H + μI)
     stays ≤ 1/√eps), ``mu_max_ratio`` to 1 (beyond λ̂₁ every direction is damped by more than
-    half).  ``info.mu`` reports μ_eff.  The published best μ are 1e-2 and 1e-1.
+    half).  ``info.mu`` reports μ_eff.  The published best μ are 1e-2 and 1e-1.  ``mu`` and
+    ``learning_rate`` may be traced values, so a μ sweep under ``jit`` compiles once.
 
     The transformation takes the extra arguments of ``optax.lbfgs``: ``value`` (f(w)), ``grad``
     (∇f(w), also accepted as ``updates``) and ``value_fn`` (w ↦ f(w); further keyword arguments
@@ -223,9 +225,11 @@ def nncg(
 
 
 def _check_positive(x, name: str) -> None:
+    if isinstance(x, jax.core.Tracer):  # a traced value (e.g. a μ sweep under jit): no check
+        return
     try:
         xv = float(x)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a number, got {type(x).__name__}") from None
-    if not (xv > 0 and jnp.isfinite(xv)):
+    if not (xv > 0 and math.isfinite(xv)):
         raise ValueError(f"{name} must be a finite number > 0, got {x}")
