@@ -1,0 +1,95 @@
+"""``precond compare PROBLEM``: seed 001's two-phase protocol on a SciML benchmark + report."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+
+
+def register(sub) -> None:
+    from precond.experiments.protocol import DEFAULT_METHODS
+    from precond.problems.registry import PROBLEMS
+
+    p = sub.add_parser("compare", help="run the two-phase protocol and write a report",
+                       description=__doc__)
+    p.add_argument("problem", choices=sorted(PROBLEMS))
+    p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
+                   help=f"optimizers from precond.optim (default {' '.join(DEFAULT_METHODS)})")
+    p.add_argument("--seeds", type=int, default=None, help="seeds (default 5; 3 with --quick)")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes, 300 + 200 epochs, 3 seeds, shorter grids (the demo)")
+    p.add_argument("--phase1-epochs", type=int, default=None)
+    p.add_argument("--phase2-epochs", type=int, default=None)
+    p.add_argument("--diagnostics-epoch", type=int, default=250,
+                   help="Phase II epoch of the L̂/K diagnostics (clipped to the last; default 250)")
+    p.add_argument("--cg-iters", type=int, default=None, help="CG budget of the CG methods")
+    p.add_argument("--damping", type=float, default=None, help="damping λ of the CG methods")
+    p.add_argument("--out", required=True, help="experiment directory (resumed if it exists)")
+    p.set_defaults(func=run)
+
+
+class _RichProgress:
+    def __init__(self, bar):
+        self.bar, self.task = bar, None
+
+    def start_unit(self, label, total_epochs):
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(label, total=total_epochs)
+
+    def advance(self, n=1):
+        if self.task is not None:
+            self.bar.update(self.task, advance=n)
+
+    def end_unit(self, label, skipped):
+        if skipped:
+            self.bar.console.log(f"[dim]skip {label} (already in the store)")
+
+
+def config_from_args(args: argparse.Namespace):
+    from precond.experiments.protocol import CURVATURE_METHODS, ProtocolConfig
+
+    kw = {"methods": tuple(args.methods), "diagnostics_epoch": args.diagnostics_epoch}
+    if args.seeds is not None:
+        kw["seeds"] = args.seeds
+    if args.phase1_epochs is not None:
+        kw["phase1_epochs"] = args.phase1_epochs
+    if args.phase2_epochs is not None:
+        kw["phase2_epochs"] = args.phase2_epochs
+    opts = {}
+    if args.cg_iters is not None:
+        opts["maxiter"] = args.cg_iters
+    if args.damping is not None:
+        opts["damping"] = args.damping
+    if opts:
+        kw["method_options"] = {m: dict(opts) for m in CURVATURE_METHODS}
+    if args.quick:
+        return ProtocolConfig.quick_config(args.problem, **kw)
+    return ProtocolConfig(problem=args.problem, **kw)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from precond.experiments.protocol import run_protocol
+    from precond.experiments.report import write_report
+    from precond.optim import OPTIMIZERS
+
+    unknown = [m for m in args.methods if m not in OPTIMIZERS]
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(OPTIMIZERS)}")
+    config = config_from_args(args)
+    console = Console()
+    console.print(f"precond compare {config.problem}: {len(config.methods)} methods, "
+                  f"{config.seeds} seeds, Phase I {config.phase1_epochs} + Phase II "
+                  f"{config.phase2_epochs} epochs, float64 → {args.out}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), console=console) as bar:
+        run_protocol(config, args.out, progress=_RichProgress(bar))
+    command = "precond " + " ".join(shlex.quote(a) for a in (getattr(args, "argv", None)
+                                                             or sys.argv[1:]))
+    path = write_report(args.out, command=command)
+    console.print(f"report: {path}")
+    return 0

@@ -1,0 +1,19 @@
+"""``precond report DIR``: re-render report.md, plots and raw results from a results store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub) -> None:
+    p = sub.add_parser("report", help="re-render an experiment's report from stored results",
+                       description=__doc__)
+    p.add_argument("dir", help="experiment directory written by `precond compare`")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from precond.experiments.report import write_report
+
+    print(f"report: {write_report(args.dir)}")
+    return 0

@@ -1,0 +1,375 @@
+"""Seed 001's two-phase protocol: Adam warm start, then each method from the same point.
+
+For each seed s (Phase I key s, Phase II data keys 1000 + s):
+
+* **Phase I** — Adam (``phase1_lr``) from ``init_params(key(s))`` for N₁ epochs; identical for
+  every method, so computed once per seed and cached in the store.
+* **Phase II** — each method from the Phase I parameters for N₂ epochs.  One epoch = one fresh
+  data set from ``sample_batch`` and one optimizer step on it (seed 001 resamples every epoch).
+  Per epoch: the loss ℓ_k before the step, the relative loss ℓ_k/ℓ_0 (ℓ_0 is the same for every
+  method: same parameters, same first batch), the cumulative wall time of the training steps
+  (batch generation and metric excluded; compilation timed apart), and the problem's metric.
+* **Learning rates** — per method the grid value whose run on the tuning seed (the first seed)
+  ends with the lowest final loss (mean of the last ``tail`` epochs; diverged runs excluded); that
+  run is reused as the method's tuning-seed result, the other seeds then run at that rate.
+* **Diagnostics** — for the curvature methods (CG-Hessian, CG-GGN), at Phase II epoch
+  ``diagnostics_epoch`` of the tuning seed's chosen run: the preconditioner M is built from the
+  first of B fresh mini-batches (as the method builds it: damping λ, fixed CG budget), H is the
+  Hessian of the loss on that batch; L̂ = λ_max(M⁻¹H) against λ_max(H) (power iteration, since M⁻¹
+  is an inexact CG solve) and K = tr(M⁻¹Σ) against tr(Σ) from the B mini-batch gradients.
+  The reduction factors are λ_max(H)/L̂ and tr(Σ)/K.
+
+A unit whose loss turns non-finite, or grows beyond ``divergence_factor``·ℓ_0, is recorded as
+diverged (with the epoch) and the experiment goes on.
+
+References: Scott et al., "Design Criteria for SGD Preconditioners", TMLR 2026, §4.2, App. D.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+
+from precond.optim import get_optimizer, make_step
+from precond.problems.base import Problem
+from precond.problems.registry import get_problem
+
+from .store import ResultsStore, unit_id
+
+__all__ = ["ProtocolConfig", "default_grid", "run_protocol", "CURVATURE_METHODS",
+           "DEFAULT_METHODS", "Progress"]
+
+DEFAULT_METHODS = ("sgd", "momentum", "adam", "lbfgs", "cg-hessian", "cg-ggn")
+CURVATURE_METHODS = ("cg-hessian", "cg-ggn")
+FIRST_ORDER_GRID = (1e-4, 1e-3, 1e-2, 1e-1)  # seed 001 App. D: about 1e-4 … 1e-1
+CG_GRID = (1e-2, 1e-1, 1.0)  # seed 001 App. D: about 1e-2 … 1
+LBFGS_GRID = (0.1, 1.0)  # the zoom line search then picks the step along lr·direction
+
+
+def default_grid(method: str, quick: bool = False) -> tuple[float, ...]:
+    """The learning-rate grid of ``method`` (quick mode drops the smallest rate)."""
+    if method == "lbfgs":
+        return (1.0,) if quick else LBFGS_GRID
+    grid = CG_GRID if method.startswith("cg") or method in ("nystrom-sgd", "spectral-sgd") \
+        else FIRST_ORDER_GRID
+    return grid[1:] if quick else grid
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """Everything that determines the numbers (saved as ``experiment.json``)."""
+
+    problem: str
+    methods: tuple[str, ...] = DEFAULT_METHODS
+    seeds: int = 5
+    quick: bool = False
+    sizes: dict = field(default_factory=dict)
+    phase1_epochs: int = 1000
+    phase2_epochs: int = 500
+    phase1_lr: float = 1e-3
+    grids: dict = field(default_factory=dict)  # method -> tuple of rates (default_grid if absent)
+    method_options: dict = field(default_factory=dict)  # method -> kwargs (damping, maxiter)
+    diagnostics_epoch: int | None = 250  # clipped to the last epoch
+    noise_batches: int = 10  # B
+    tail: int = 10  # epochs averaged for the "final" loss
+    divergence_factor: float = 1e6
+
+    def __post_init__(self):
+        for name in ("seeds", "phase1_epochs", "phase2_epochs", "noise_batches", "tail"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        if self.phase2_epochs < 2:
+            raise ValueError("phase2_epochs must be ≥ 2")
+        if self.noise_batches < 2:
+            raise ValueError("noise_batches must be ≥ 2 (K is a variance)")
+        if not self.methods:
+            raise ValueError("methods is empty")
+        object.__setattr__(self, "methods", tuple(self.methods))
+
+    @classmethod
+    def quick_config(cls, problem: str, **overrides) -> ProtocolConfig:
+        """The reduced protocol for the demo: quick sizes, 300 + 200 epochs, 3 seeds."""
+        kw = dict(problem=problem, quick=True, seeds=3, phase1_epochs=300, phase2_epochs=200,
+                  noise_batches=8)
+        kw.update(overrides)
+        return cls(**kw)
+
+    def grid(self, method: str) -> tuple[float, ...]:
+        return tuple(float(x) for x in self.grids.get(method, default_grid(method, self.quick)))
+
+    def diag_epoch(self) -> int:
+        e = self.phase2_epochs - 1 if self.diagnostics_epoch is None else self.diagnostics_epoch
+        return min(e, self.phase2_epochs - 1)
+
+    def to_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["methods"] = list(self.methods)
+        d["grids"] = {m: list(self.grid(m)) for m in self.methods}
+        return d
+
+    def fingerprint(self) -> dict:
+        """The fields that change stored numbers (methods and the seed count may grow)."""
+        d = self.to_json()
+        for k in ("methods", "seeds", "grids"):
+            d.pop(k)
+        return d
+
+
+class Progress:
+    """Hooks the CLI fills in (rich bars); the default does nothing."""
+
+    def start_unit(self, label: str, total_epochs: int) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+    def end_unit(self, label: str, skipped: bool) -> None: ...
+
+
+def _tree_to_flat(params) -> np.ndarray:
+    return np.asarray(ravel_pytree(params)[0])
+
+
+class _LRState(NamedTuple):
+    lr: jax.Array
+
+
+def _scale_by_state_lr(lr: float) -> optax.GradientTransformation:
+    """Multiply updates by a learning rate held in the state, so one compiled step serves every
+    rate of the grid (the methods' updates are linear in α; L-BFGS is not and keeps α inside)."""
+    return optax.GradientTransformation(
+        lambda params: _LRState(jnp.asarray(lr, jnp.result_type(float))),
+        lambda updates, state, params=None: (jax.tree.map(lambda u: state.lr * u, updates),
+                                             state))
+
+
+class _Runner:
+    """Compiled steps (one per method, reused across rates and seeds) and the epoch loop."""
+
+    def __init__(self, problem: Problem, config: ProtocolConfig):
+        self.problem, self.config = problem, config
+        self.sample = jax.jit(problem.sample_batch)
+        self.metric = jax.jit(problem.metric) if problem.metric is not None else None
+        _, self.unravel = ravel_pytree(problem.init_params(jax.random.key(0)))
+        self._compiled: dict = {}
+
+    def optimizer(self, method: str, lr: float):
+        kw = dict(self.problem.problem_kwargs())
+        kw.update(self.config.method_options.get(method, {}))
+        if method == "lbfgs":
+            return get_optimizer(method, lr, **kw)
+        return optax.chain(get_optimizer(method, 1.0, **kw), _scale_by_state_lr(lr))
+
+    def run(self, method: str, lr: float, params, data_key, epochs: int, progress: Progress,
+            snapshot_epoch: int | None = None) -> dict:
+        opt = self.optimizer(method, lr)
+        state = opt.init(params)
+        batch = jax.block_until_ready(self.sample(jax.random.fold_in(data_key, 0)))
+        cache_key = (method, lr) if method == "lbfgs" else method
+        compile_time = 0.0
+        if cache_key not in self._compiled:
+            t0 = time.perf_counter()
+            step = make_step(self.problem.loss, opt)
+            self._compiled[cache_key] = jax.jit(step).lower(params, state, batch).compile()
+            compile_time = time.perf_counter() - t0
+        compiled = self._compiled[cache_key]
+        losses, times, metrics = [], [], []
+        elapsed, status, message, snapshot = 0.0, "ok", f"completed {epochs} epochs", None
+        for e in range(epochs):
+            if e > 0:
+                batch = jax.block_until_ready(self.sample(jax.random.fold_in(data_key, e)))
+            if snapshot_epoch is not None and e == snapshot_epoch:
+                snapshot = _tree_to_flat(params)
+            t = time.perf_counter()
+            new_params, new_state, loss, ok = jax.block_until_ready(compiled(params, state,
+                                                                             batch))
+            elapsed += time.perf_counter() - t
+            loss, ok = float(loss), bool(ok)
+            if not ok or not np.isfinite(loss) or (
+                    losses and loss > self.config.divergence_factor * losses[0]):
+                status = "diverged"
+                start = losses[0] if losses else float("nan")
+                message = (f"diverged at epoch {e}: loss {loss:.3g} (start {start:.3g}); "
+                           "the learning rate is too large")
+                losses.append(loss if np.isfinite(loss) else np.nan)
+                times.append(elapsed)
+                metrics.append(np.nan)
+                progress.advance(epochs - e)
+                break
+            params, state = new_params, new_state
+            losses.append(loss)
+            times.append(elapsed)
+            metrics.append(float(self.metric(params)) if self.metric is not None else np.nan)
+            progress.advance()
+        losses = np.asarray(losses, float)
+        return {"method": method, "lr": lr, "status": status, "message": message,
+                "loss": losses, "rel_loss": losses / losses[0], "time": np.asarray(times),
+                "metric": np.asarray(metrics), "compile_time": compile_time,
+                "epochs": int(len(losses)), "params": params, "snapshot": snapshot}
+
+
+def _final(record: dict, tail: int) -> float:
+    if record["status"] != "ok":
+        return np.inf
+    loss = np.asarray(record["loss"], float)
+    return float(np.mean(loss[-tail:]))
+
+
+def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np.ndarray,
+                 key: jax.Array) -> dict:
+    """L̂ and K with and without the method's preconditioner at ``flat`` (module docstring)."""
+    from precond import preconditioners as pc
+    from precond.curvature import hessian_operator, minibatch_gradients
+    from precond.diagnostics.noise import noise_level
+    from precond.linalg import from_matvec, power_iteration
+
+    _, unravel = ravel_pytree(problem.init_params(jax.random.key(0)))
+    params = unravel(jnp.asarray(flat))
+    keys = jax.random.split(key, config.noise_batches + 1)
+    batches = [problem.sample_batch(k) for k in keys[1:]]
+    opts = {"damping": 1e-3, "maxiter": 10}
+    opts.update({k: v for k, v in config.method_options.get(method, {}).items() if k in opts})
+    if method == "cg-ggn":
+        prec = pc.cg_ggn(problem.model_fn, problem.output_loss, **opts)
+    elif method == "cg-hessian":
+        prec = pc.cg_hessian(problem.loss, **opts)
+    else:
+        raise ValueError(f"no diagnostics for method {method!r}; use one of {CURVATURE_METHODS}")
+    state = prec.update(prec.init(params), params, batch=batches[0])
+    M_inv = prec.inverse_operator(state)
+    H = hessian_operator(problem.loss, params, batches[0])
+    t0 = time.perf_counter()
+    n = flat.size
+    # L̂ only (ĉ is not what a few CG steps change, seed 001 §4.5): power iteration, which needs
+    # only applications of M⁻¹ — M⁻¹ is a fixed-budget CG solve, not a matrix.
+    MH = from_matvec(lambda v: M_inv.matvec(H.matvec(v)), n, H.dtype)
+    L_I = power_iteration(H, keys[0], maxiter=300, tol=1e-6)
+    L_M = power_iteration(MH, keys[0], maxiter=300, tol=1e-6)
+    G = minibatch_gradients(problem.loss, params, batches)
+    K_I = noise_level(G)
+    K_M = noise_level(G, M_inv)
+    conv = bool(L_I.converged) and bool(L_M.converged)
+    L_I, L_M = float(L_I.eigenvalue), float(L_M.eigenvalue)
+    return {"method": method, "L_hat_identity": L_I, "L_hat_preconditioned": L_M,
+            "L_reduction": L_I / L_M, "K_identity": K_I.K,
+            "K_preconditioned": K_M.K, "K_reduction": K_I.K / K_M.K,
+            "K_identity_stderr": K_I.stderr, "K_preconditioned_stderr": K_M.stderr,
+            "converged": bool(conv),
+            "noise_batches": config.noise_batches, "seconds": time.perf_counter() - t0,
+            **opts}
+
+
+def run_protocol(config: ProtocolConfig, out_dir, *, progress: Progress | None = None,
+                 problem: Problem | None = None, stop_after: int | None = None) -> ResultsStore:
+    """Run (or resume) the experiment ``config`` in ``out_dir``; returns the store.
+
+    Finished units already in the store are skipped, so rerunning after an interruption
+    continues where it stopped.  ``problem`` overrides the registry's (tests use tiny ones);
+    ``stop_after`` stops after that many newly computed units (to test resuming).
+    """
+    progress = progress or Progress()
+    store = ResultsStore(out_dir)
+    old = store.read_json("experiment.json")
+    if old is not None and ProtocolConfig(**_from_json(old)).fingerprint() != config.fingerprint():
+        raise ValueError(f"{out_dir} holds an experiment with a different configuration; use "
+                         "another --out directory (or the same options)")
+    problem = problem or get_problem(config.problem, quick=config.quick, **config.sizes)
+    meta = config.to_json()
+    meta["problem_sizes"] = problem.sizes
+    meta["num_params"] = problem.num_params()
+    meta["metric_name"] = problem.metric_name
+    meta["methods"] = sorted(set(meta["methods"]) | set((old or {}).get("methods", [])),
+                             key=lambda m: (m not in config.methods, m))
+    meta["seeds"] = max(config.seeds, (old or {}).get("seeds", 0))
+    store.write_json("experiment.json", meta)
+    runner = _Runner(problem, config)
+    computed = [0]
+
+    def tick():
+        computed[0] += 1
+        if stop_after is not None and computed[0] >= stop_after:
+            raise KeyboardInterrupt(f"stopped after {stop_after} units (stop_after)")
+
+    # Phase I, once per seed.
+    phase1 = {}
+    for s in range(config.seeds):
+        uid = unit_id("phase1", s)
+        if not store.has_unit(uid):
+            progress.start_unit(f"Phase I (Adam) seed {s}", config.phase1_epochs)
+            rec = runner.run("adam", config.phase1_lr, problem.init_params(jax.random.key(s)),
+                             jax.random.key(10_000 + s), config.phase1_epochs, progress)
+            store.save_unit(uid, _record(rec, kind="phase1", seed=s),
+                            {"params": _tree_to_flat(rec["params"])})
+            progress.end_unit(uid, False)
+            tick()
+        else:
+            progress.end_unit(uid, True)
+        phase1[s] = runner.unravel(jnp.asarray(store.load_arrays(uid)["params"]))
+
+    def phase2(method, s, lr, snapshot):
+        uid = unit_id("run", method, s, lr)
+        if store.has_unit(uid):
+            progress.end_unit(uid, True)
+            return store.load_unit(uid)
+        progress.start_unit(f"{method} lr={lr:g} seed {s}", config.phase2_epochs)
+        rec = runner.run(method, lr, phase1[s], jax.random.key(1000 + s), config.phase2_epochs,
+                         progress, snapshot_epoch=config.diag_epoch() if snapshot else None)
+        arrays = {"snapshot": rec["snapshot"]} if rec["snapshot"] is not None else None
+        out = _record(rec, kind="phase2", seed=s)
+        store.save_unit(uid, out, arrays)
+        progress.end_unit(uid, False)
+        tick()
+        return store.load_unit(uid)
+
+    tuning_seed = 0
+    for method in config.methods:
+        # Learning-rate search on the tuning seed.
+        recs = [phase2(method, tuning_seed, lr, method in CURVATURE_METHODS)
+                for lr in config.grid(method)]
+        finals = [_final(r, config.tail) for r in recs]
+        best = int(np.argmin(finals))
+        chosen = config.grid(method)[best]
+        store.write_json(f"units/{unit_id('choice', method)}.json", {
+            "kind": "choice", "method": method, "lr": chosen, "grid": list(config.grid(method)),
+            "final_losses": finals, "all_diverged": bool(np.all(np.isinf(finals)))})
+        for s in range(1, config.seeds):
+            phase2(method, s, chosen, False)
+        # Diagnostics at the chosen run's snapshot.
+        if method in CURVATURE_METHODS and recs[best]["status"] == "ok":
+            uid = unit_id("diag", method)
+            run_uid = unit_id("run", method, tuning_seed, chosen)
+            if not store.has_unit(uid):
+                progress.start_unit(f"diagnostics {method}", 1)
+                flat = store.load_arrays(run_uid)["snapshot"]
+                d = _diagnostics(problem, config, method, flat, jax.random.key(4242))
+                store.save_unit(uid, dict(d, kind="diagnostics", seed=tuning_seed, lr=chosen,
+                                          epoch=config.diag_epoch()))
+                progress.advance()
+                progress.end_unit(uid, False)
+                tick()
+    return store
+
+
+def _record(rec: dict, *, kind: str, seed: int) -> dict:
+    return {k: v for k, v in rec.items() if k not in ("params", "snapshot")} | {
+        "kind": kind, "seed": seed}
+
+
+def _from_json(d: dict) -> dict:
+    names = {f.name for f in dataclasses.fields(ProtocolConfig)}
+    out = {k: v for k, v in d.items() if k in names}
+    out["methods"] = tuple(out["methods"])
+    out["grids"] = {}  # grids are not part of the fingerprint
+    return out
+
+
+ProgressCallback = Callable[[str], None]

@@ -1,0 +1,166 @@
+"""``report.md`` (and results.json / results.csv / PNGs) from a results store."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+
+from .plots import plot_curves
+from .store import ResultsStore
+
+__all__ = ["collect", "write_report"]
+
+THRESHOLDS = (1e-1, 1e-2, 1e-3)
+
+
+def _arr(v) -> np.ndarray:
+    if v is None:
+        return np.zeros(0)
+    return np.asarray([np.nan if x is None else x for x in v], float)
+
+
+def collect(store: ResultsStore) -> dict:
+    """Group the stored units: config, chosen rates, runs per method, diagnostics."""
+    config = store.read_json("experiment.json")
+    if config is None:
+        raise FileNotFoundError(f"{store.root} holds no experiment (experiment.json missing)")
+    units = store.all_units()
+    choices = {u["method"]: u for u in units if u.get("kind") == "choice"}
+    diags = {u["method"]: u for u in units if u.get("kind") == "diagnostics"}
+    runs = {}
+    for m in config["methods"]:
+        if m not in choices:
+            continue
+        lr = choices[m]["lr"]
+        rs = [u for u in units if u.get("kind") == "phase2" and u["method"] == m
+              and np.isclose(u["lr"], lr) and u["seed"] < config["seeds"]]
+        for r in rs:
+            for k in ("loss", "rel_loss", "time", "metric"):
+                r[k] = _arr(r[k])
+        runs[m] = sorted(rs, key=lambda r: r["seed"])
+    grid_runs = [u for u in units if u.get("kind") == "phase2" and u["seed"] == 0]
+    phase1 = [u for u in units if u.get("kind") == "phase1"]
+    return {"config": config, "choices": choices, "runs": runs, "diagnostics": diags,
+            "grid_runs": grid_runs, "phase1": phase1}
+
+
+def _summary(runs: list[dict], tail: int) -> dict:
+    ok = [r for r in runs if r["status"] == "ok"]
+    finals = np.array([np.mean(r["rel_loss"][-tail:]) for r in ok])
+    metric = np.array([r["metric"][-1] for r in ok]) if ok else np.array([])
+    reach = {}
+    for t in THRESHOLDS:
+        ts, es = [], []
+        for r in ok:
+            hit = np.nonzero(r["rel_loss"] <= t)[0]
+            if hit.size:
+                es.append(hit[0])
+                ts.append(r["time"][hit[0]])
+        reach[t] = (len(ts), float(np.mean(es)) if es else np.nan,
+                    float(np.mean(ts)) if ts else np.nan)
+    return {"n": len(runs), "ok": len(ok), "final_mean": float(np.mean(finals)) if ok else np.nan,
+            "final_std": float(np.std(finals)) if ok else np.nan,
+            "metric_mean": float(np.nanmean(metric)) if metric.size else np.nan,
+            "metric_std": float(np.nanstd(metric)) if metric.size else np.nan,
+            "time_total": float(np.mean([r["time"][-1] for r in ok])) if ok else np.nan,
+            "compile": max((r.get("compile_time") or 0.0) for r in runs) if runs else np.nan,
+            "reach": reach}
+
+
+def _fmt(x, spec=".3g") -> str:
+    return "—" if x is None or not np.isfinite(x) else format(x, spec)
+
+
+def write_report(out_dir, *, command: str | None = None) -> Path:
+    """Render ``report.md``, ``results.json``, ``results.csv`` and the two PNGs in ``out_dir``
+    from the stored units (nothing is recomputed)."""
+    out = Path(out_dir)
+    data = collect(ResultsStore(out))
+    cfg = data["config"]
+    tail = cfg.get("tail", 10)
+    summ = {m: _summary(rs, tail) for m, rs in data["runs"].items()}
+    for m, s in summ.items():  # the step is compiled once per method (any grid value)
+        s["compile"] = max([(u.get("compile_time") or 0.0) for u in data["grid_runs"]
+                            if u["method"] == m] + [s["compile"]])
+    order = sorted(summ, key=lambda m: (np.nan_to_num(summ[m]["final_mean"], nan=np.inf)))
+    title = f"{cfg['problem']} ({'quick' if cfg['quick'] else 'full'} size)"
+    plot_curves(data["runs"], out / "loss_vs_epoch.png", x="epoch", title=title)
+    plot_curves(data["runs"], out / "loss_vs_time.png", x="time", title=title)
+
+    L = [f"# precond compare: {cfg['problem']}", ""]
+    if command:
+        L += ["Command:", "", f"    {command}", ""]
+    L += ["## Configuration", "",
+          f"- problem `{cfg['problem']}`, sizes {cfg['problem_sizes']}, "
+          f"{cfg['num_params']} parameters, float64",
+          f"- Phase I: Adam (lr {cfg['phase1_lr']:g}) for {cfg['phase1_epochs']} epochs from each "
+          f"seed (shared by all methods); Phase II: {cfg['phase2_epochs']} epochs per method; "
+          "one fresh data set and one optimizer step per epoch",
+          f"- seeds: {cfg['seeds']} (learning rate tuned on seed 0 by the final loss, mean of the "
+          f"last {tail} epochs); method options {cfg['method_options'] or 'defaults'} "
+          "(CG methods: damping 1e-3, 10 CG iterations unless set)",
+          f"- metric: {cfg.get('metric_name')}",
+          "- times: training steps only (data generation and metric excluded), "
+          "compilation reported apart", ""]
+    L += ["## Ranking (Phase II, relative loss: first Phase II value = 1)", "",
+          "| rank | method | lr | final rel. loss (mean ± std) | " +
+          " | ".join(f"epochs / s to {t:g}" for t in THRESHOLDS) +
+          " | final metric | train time (s) | compile (s) | diverged |",
+          "|---|---|---|---|" + "---|" * len(THRESHOLDS) + "---|---|---|---|"]
+    for i, m in enumerate(order, 1):
+        s = summ[m]
+        reach = []
+        for t in THRESHOLDS:
+            n, e, ts = s["reach"][t]
+            reach.append("—" if n == 0 else f"{e:.0f} / {ts:.2f}" + (f" ({n}/{s['ok']})"
+                                                                    if n < s["ok"] else ""))
+        L.append(f"| {i} | {m} | {data['choices'][m]['lr']:g} | {_fmt(s['final_mean'])} ± "
+                 f"{_fmt(s['final_std'], '.2g')} | " + " | ".join(reach) +
+                 f" | {_fmt(s['metric_mean'])} ± {_fmt(s['metric_std'], '.2g')} | "
+                 f"{_fmt(s['time_total'], '.2f')} | {_fmt(s['compile'], '.1f')} | "
+                 f"{s['n'] - s['ok']}/{s['n']} |")
+    L += ["", "Epochs / seconds to reach a relative loss: mean over the seeds that reached it "
+          "(count shown when not all did).", "",
+          "![loss vs epoch](loss_vs_epoch.png) ![loss vs time](loss_vs_time.png)", ""]
+    if data["diagnostics"]:
+        L += [f"## Diagnostics (Phase II epoch {cfg['phase2_epochs'] - 1 if cfg['diagnostics_epoch'] is None else min(cfg['diagnostics_epoch'], cfg['phase2_epochs'] - 1)}, seed 0)",  # noqa: E501
+              "", "M built from the first of B fresh mini-batches; H = Hessian on that batch; "
+              "L̂ = λ_max(M⁻¹H) by power iteration; K = tr(M⁻¹Σ) from the B mini-batch gradients.",
+              "", "| method | B | λ_max(H) | L̂ = λ_max(M⁻¹H) | L̂ reduction | tr Σ | K = tr(M⁻¹Σ) "
+              "| K reduction |", "|---|---|---|---|---|---|---|---|"]
+        for m, d in data["diagnostics"].items():
+            L.append(f"| {m} | {d['noise_batches']} | {_fmt(d['L_hat_identity'])} | "
+                     f"{_fmt(d['L_hat_preconditioned'])} | {_fmt(d['L_reduction'])}× | "
+                     f"{_fmt(d['K_identity'])} | {_fmt(d['K_preconditioned'])} | "
+                     f"{_fmt(d['K_reduction'])}× |")
+        L.append("")
+    L += ["## Learning rates (final loss on seed 0 for each grid value; — = diverged)", "",
+          "| method | chosen | grid: final loss |", "|---|---|---|"]
+    for m, c in data["choices"].items():
+        pairs = ", ".join(f"{lr:g}: {_fmt(f if f is not None else np.inf)}"
+                          for lr, f in zip(c["grid"], c["final_losses"], strict=True))
+        L.append(f"| {m} | {c['lr']:g} | {pairs} |")
+    L += ["", "Raw results: `results.json` (summary) and `results.csv` (one row per run and "
+          "epoch); units in `units/`.", ""]
+    (out / "report.md").write_text("\n".join(L))
+
+    js = {"config": cfg, "summary": {m: {k: v for k, v in s.items() if k != "reach"} |
+                                     {"reach": {str(t): list(r) for t, r in s["reach"].items()}}
+                                     for m, s in summ.items()},
+          "ranking": order, "chosen_lr": {m: c["lr"] for m, c in data["choices"].items()},
+          "diagnostics": data["diagnostics"]}
+    (out / "results.json").write_text(json.dumps(js, indent=1, default=float))
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["method", "lr", "seed", "status", "epoch", "loss", "rel_loss", "time",
+                    "metric"])
+        for u in data["grid_runs"] + [r for rs in data["runs"].values() for r in rs
+                                      if r["seed"] > 0]:
+            for e, (lo, rl, t, mt) in enumerate(zip(_arr(u["loss"]), _arr(u["rel_loss"]),
+                                                    _arr(u["time"]), _arr(u["metric"]),
+                                                    strict=True)):
+                w.writerow([u["method"], u["lr"], u["seed"], u["status"], e, lo, rl, t, mt])
+    return out / "report.md"
