@@ -147,8 +147,9 @@ def nysadmm(
     eps_abs = tol if eps_abs is None else eps_abs
     eps_rel = tol if eps_rel is None else eps_rel
     out = _nysadmm(problem, key, None if isinstance(rho, str) else float(rho), float(tol),
-                   float(eps_abs), float(eps_rel), float(relaxation), max_iter=max_iter,
-                   rank=rank, stopping=stopping, sketch_every=int(sketch_every),
+                   float(eps_abs), float(eps_rel), float(relaxation), jnp.int32(max_iter),
+                   hist_len=_history_length(max_iter), rank=rank, stopping=stopping,
+                   sketch_every=int(sketch_every),
                    adapt_rho=bool(adapt_rho), cg_maxiter=int(cg_maxiter))
     x, z, u, k, rp, rd, rho_f, crit, status, hist, total_cg = out
     k = int(k)
@@ -160,10 +161,16 @@ def nysadmm(
     return result
 
 
-@partial(jax.jit, static_argnames=("max_iter", "rank", "stopping", "sketch_every", "adapt_rho",
+def _history_length(max_iter: int) -> int:
+    """History buffers come in a few sizes (≥ 2048, powers of two), so max_iter is a traced
+    argument and changing it does not recompile."""
+    return max(2048, 1 << (int(max_iter) - 1).bit_length())
+
+
+@partial(jax.jit, static_argnames=("hist_len", "rank", "stopping", "sketch_every", "adapt_rho",
                                    "cg_maxiter"))
-def _nysadmm(problem, key, rho0, tol, eps_abs, eps_rel, alpha, *, max_iter, rank, stopping,
-             sketch_every, adapt_rho, cg_maxiter):
+def _nysadmm(problem, key, rho0, tol, eps_abs, eps_rel, alpha, max_iter, *, hist_len, rank,
+             stopping, sketch_every, adapt_rho, cg_maxiter):
     d = problem.dim
     H0, _ = problem.linearize(jnp.zeros(d, _dtype(problem)))
     dtype = H0.dtype
@@ -179,8 +186,9 @@ def _nysadmm(problem, key, rho0, tol, eps_abs, eps_rel, alpha, *, max_iter, rank
         rho = jnp.asarray(rho0, dtype)
     zeros = jnp.zeros(d, dtype)
     sqrt_d = jnp.sqrt(jnp.asarray(d, dtype))
-    hist0 = tuple(jnp.full((max_iter,), jnp.nan, dtype) for _ in range(3)) + (
-        jnp.zeros((max_iter,), jnp.int32), jnp.full((max_iter,), jnp.nan, dtype))
+    m = hist_len
+    hist0 = tuple(jnp.full((m,), jnp.nan, dtype) for _ in range(3)) + (
+        jnp.zeros((m,), jnp.int32), jnp.full((m,), jnp.nan, dtype))
     inf = jnp.asarray(jnp.inf, dtype)
     state = (jnp.int32(0), zeros, zeros, zeros, rho, approx, inf, inf, inf,
              jnp.int32(_RUNNING), hist0, jnp.int32(0))

@@ -33,7 +33,7 @@ from jax.tree_util import register_pytree_node_class
 from precond.linalg import DenseOperator, LinearOperator, SparseOperator, as_operator
 
 from .losses import LogisticLoss, SquaredLoss
-from .prox import L1, Box, BoxHyperplane, ElasticNetPenalty
+from .prox import Box, BoxHyperplane, ElasticNetPenalty
 
 __all__ = [
     "LossProblem",
@@ -59,7 +59,10 @@ def data_operator(X) -> LinearOperator:
     if isinstance(X, LinearOperator):
         return X
     if sp.issparse(X):
-        X = sp.csr_matrix(X, dtype=np.result_type(X.dtype, np.float32))
+        # COO input is kept as given (duplicates and explicit zeros included: padding uses them
+        # to give the BCOO a bucketed number of stored entries); other formats go through CSR.
+        dt = np.result_type(X.dtype, np.float32)
+        X = X.astype(dt) if X.format == "coo" else sp.csr_matrix(X, dtype=dt)
         if not np.all(np.isfinite(X.data)):
             raise ValueError("X contains NaN or inf")
         return SparseOperator(X)
@@ -393,9 +396,10 @@ def _least_squares(X, b, reg_builder, fit_intercept, sample_weight):
 def lasso(X, b, lam: float, *, fit_intercept: bool = False, sample_weight=None) -> LossProblem:
     """½Σᵢwᵢ(xᵢᵀx − bᵢ)² + λ‖x‖₁ (λ is ``lam``, w is ``sample_weight``, default 1); with
     ``fit_intercept`` X and b are centered (weighted means)."""
-    lam = _check_reg(lam, "lam")
-    return _least_squares(X, b, lambda d, dt: L1(jnp.asarray(lam, dt), jnp.ones(d, dt)),
-                          fit_intercept, sample_weight)
+    _check_reg(lam, "lam")
+    # The ℓ1 prox is the elastic-net prox with λ₂ = 0; one regularizer type means lasso and
+    # elastic net share one compiled solver.
+    return elastic_net(X, b, lam, 0.0, fit_intercept=fit_intercept, sample_weight=sample_weight)
 
 
 def elastic_net(X, b, l1: float, l2: float, *, fit_intercept: bool = False,
@@ -442,8 +446,7 @@ def l1_logistic(X, y, lam: float, *, l2: float = 0.0, C: float = 1.0,
     if fit_intercept:
         weights = weights.at[-1].set(0.0)
     dt = A.dtype
-    reg = (ElasticNetPenalty(jnp.asarray(lam, dt), jnp.asarray(l2, dt), weights) if l2 > 0
-           else L1(jnp.asarray(lam, dt), weights))
+    reg = ElasticNetPenalty(jnp.asarray(lam, dt), jnp.asarray(l2, dt), weights)
     loss = LogisticLoss(y, C * w)
     return LossProblem(A, loss, reg, jnp.zeros(d, dt), jnp.zeros((), dt),
                        "column" if fit_intercept else "none")

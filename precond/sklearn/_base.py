@@ -31,8 +31,16 @@ def pad(X, y, sample_weight):
     n, d = X.shape
     n2, d2 = _bucket(n, _MIN_ROWS, _MAX_PAD_ROWS), _bucket(d, _MIN_COLS, _MAX_PAD_COLS)
     if sp.issparse(X):
-        X = sp.csr_matrix((X.data, X.indices, X.indptr), shape=(n, d))
-        X.resize((n2, d2))
+        # Also bucket the number of stored entries (explicit zeros at (0, 0), kept by COO), since
+        # it is part of the sparse array's shape for jit.
+        X = sp.coo_matrix(X)
+        nnz = X.nnz
+        nnz2 = max(1024, 1 << max(nnz - 1, 0).bit_length()) if nnz <= 1 << 22 else nnz
+        extra = nnz2 - nnz
+        X = sp.coo_matrix((np.concatenate([X.data, np.zeros(extra)]),
+                           (np.concatenate([X.row, np.zeros(extra, X.row.dtype)]),
+                            np.concatenate([X.col, np.zeros(extra, X.col.dtype)]))),
+                          shape=(n2, d2))
     else:
         X = np.pad(X, ((0, n2 - n), (0, d2 - d)))
     y = np.pad(np.asarray(y, float), (0, n2 - n))

@@ -1,0 +1,195 @@
+"""NysADMM against scikit-learn / scipy references on small planted problems.
+
+Shapes are (256, 32) with max_iter=2000 and rank 32, the bucket the precond.sklearn estimators
+pad small data to, so these tests and tests/sklearn share compiled solvers.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sklearn import linear_model, svm
+
+from precond.composite import (
+    elastic_net,
+    l1_logistic,
+    lasso,
+    nonnegative_least_squares,
+    nysadmm,
+    project_box_hyperplane,
+    rbf_kernel,
+    soft_threshold,
+    svm_dual,
+    svm_intercept,
+)
+from precond.linalg import Status
+
+N, D = 256, 32
+KW = dict(max_iter=2000, rank=32, key=jax.random.key(0))
+
+
+def _data(seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, D)) @ np.diag(np.linspace(0.2, 2.0, D))  # unequal scales
+    w = np.zeros(D)
+    w[:6] = rng.standard_normal(6) * 2
+    y = X @ w + 0.3 * rng.standard_normal(N) + 1.5
+    return X, y, w
+
+
+def _rel(a, b):
+    return abs(a - b) / abs(b)
+
+
+def test_soft_threshold_matches_numpy():
+    v = np.linspace(-2, 2, 9)
+    np.testing.assert_allclose(soft_threshold(jnp.asarray(v), 0.5),
+                               np.sign(v) * np.maximum(np.abs(v) - 0.5, 0))
+
+
+_project = jax.jit(project_box_hyperplane)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 10_000))
+def test_box_hyperplane_projection_is_the_projection(seed):
+    rng = np.random.default_rng(seed)
+    n = 12
+    v = 3 * rng.standard_normal(n)
+    a = rng.choice([-1.0, 1.0], n)
+    z, _ = _project(jnp.asarray(v), jnp.zeros(n), jnp.full(n, 1.0), jnp.asarray(a))
+    z = np.asarray(z)
+    assert abs(a @ z) < 1e-9 and z.min() >= 0 and z.max() <= 1
+    # Variational inequality (v − z)ᵀ(w − z) ≤ 0 for feasible w.
+    for _ in range(20):
+        w = rng.uniform(0, 1, n)
+        pos, neg = a > 0, a < 0
+        s = w[pos].sum() - w[neg].sum()
+        w[pos if s > 0 else neg] *= (w[neg].sum() / w[pos].sum()) if s > 0 else (
+            w[pos].sum() / w[neg].sum())
+        assert (v - z) @ (w - z) <= 1e-8
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_lasso_objective_and_sparsity_match_sklearn(sparse):
+    X, y, _ = _data()
+    alpha = 0.05
+    ref = linear_model.Lasso(alpha=alpha, tol=1e-12, max_iter=100_000).fit(X, y)
+    Xin = sp.csr_matrix(X) if sparse else X
+    problem = lasso(Xin, y, alpha * N, fit_intercept=True)
+    res = nysadmm(problem, tol=1e-10, **KW)
+    assert res.converged and res.status == Status.CONVERGED
+    z = np.asarray(res.z)
+    c = float(problem.intercept(res.z))
+
+    def obj(w, c):
+        return 0.5 / N * np.sum((y - X @ w - c) ** 2) + alpha * np.abs(w).sum()
+
+    assert _rel(obj(z, c), obj(ref.coef_, ref.intercept_)) < 1e-6
+    assert np.count_nonzero(z) <= np.count_nonzero(ref.coef_)
+    assert set(np.flatnonzero(z)) == set(np.flatnonzero(ref.coef_))
+    assert res.history.primal_residual.shape == (res.iterations,)
+
+
+def test_elastic_net_matches_sklearn():
+    X, y, _ = _data(1)
+    alpha, l1_ratio = 0.1, 0.4
+    ref = linear_model.ElasticNet(alpha=alpha, l1_ratio=l1_ratio, tol=1e-12,
+                                  max_iter=100_000).fit(X, y)
+    problem = elastic_net(X, y, N * alpha * l1_ratio, N * alpha * (1 - l1_ratio),
+                          fit_intercept=True)
+    res = nysadmm(problem, tol=1e-10, **KW)
+    z, c = np.asarray(res.z), float(problem.intercept(res.z))
+
+    def obj(w, c):
+        return (0.5 / N * np.sum((y - X @ w - c) ** 2) + alpha * l1_ratio * np.abs(w).sum()
+                + 0.5 * alpha * (1 - l1_ratio) * w @ w)
+
+    assert res.converged
+    assert _rel(obj(z, c), obj(ref.coef_, ref.intercept_)) < 1e-6
+
+
+@pytest.mark.parametrize("l1_ratio", [1.0, 0.5])
+def test_l1_logistic_matches_sklearn_saga(l1_ratio):
+    X, y, _ = _data(2)
+    yb = np.where(y > np.median(y), 1.0, -1.0)
+    C = 0.05
+    ref = linear_model.LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", tol=1e-12,
+                                          max_iter=200_000).fit(X, yb)
+    problem = l1_logistic(X, yb, l1_ratio, l2=1 - l1_ratio, C=C)
+    res = nysadmm(problem, tol=1e-9, **KW)
+    z = np.asarray(res.z)
+
+    def obj(w, c):
+        return (C * np.sum(np.logaddexp(0, -yb * (X @ w + c))) + l1_ratio * np.abs(w).sum()
+                + 0.5 * (1 - l1_ratio) * w @ w)
+
+    assert res.converged
+    assert _rel(obj(z[:-1], z[-1]), obj(ref.coef_[0], ref.intercept_[0])) < 1e-6
+
+
+def test_rbf_svm_dual_objective_and_intercept_match_libsvm():
+    X, y, _ = _data(3)
+    yb = np.where(y > np.median(y), 1.0, -1.0)
+    C, gamma = 1.0, 0.02
+    ref = svm.SVC(C=C, kernel="rbf", gamma=gamma, tol=1e-10).fit(X, yb)
+    problem = svm_dual(rbf_kernel(X, gamma), yb, C)
+    res = nysadmm(problem, tol=1e-9, **KW)
+    alpha_ref = np.zeros(N)
+    alpha_ref[ref.support_] = np.abs(ref.dual_coef_[0])
+    ours, theirs = float(problem.objective(res.z)), float(problem.objective(alpha_ref))
+    assert res.converged
+    assert _rel(ours, theirs) < 1e-6
+    assert abs(float(jnp.vdot(problem.Q.labels, res.z))) < 1e-8  # yᵀα = 0 kept exactly
+    assert abs(float(svm_intercept(problem, res.z)) - ref.intercept_[0]) < 1e-3
+
+
+def test_nonnegative_least_squares_matches_scipy():
+    X, y, _ = _data(4)
+    problem = nonnegative_least_squares(X, y - 1.5)
+    res = nysadmm(problem, tol=1e-10, **KW)
+    ref, _ = scipy.optimize.nnls(X, y - 1.5)
+    z = np.asarray(res.z)
+    assert z.min() >= 0
+    f = lambda w: 0.5 * np.sum((X @ w - y + 1.5) ** 2)  # noqa: E731
+    assert _rel(f(z), f(ref)) < 1e-6
+
+
+def test_max_iterations_status_and_same_key_same_answer():
+    X, y, _ = _data()
+    problem = lasso(X, y, 5.0)
+    r1 = nysadmm(problem, tol=1e-14, max_iter=3, rank=8, key=jax.random.key(1))
+    r2 = nysadmm(problem, tol=1e-14, max_iter=3, rank=8, key=jax.random.key(1))
+    assert not r1.converged and r1.status == Status.MAX_ITERATIONS and r1.iterations == 3
+    np.testing.assert_array_equal(np.asarray(r1.z), np.asarray(r2.z))
+    with pytest.raises(Exception, match="max_iterations"):
+        r1.check()
+
+
+def test_bad_input_raises():
+    X, y, _ = _data()
+    Xn = X.copy()
+    Xn[0, 0] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN"):
+        lasso(Xn, y, 1.0)
+    with pytest.raises(ValueError, match="y contains NaN|b contains NaN"):
+        lasso(X, np.where(np.arange(N) == 3, np.inf, y), 1.0)
+    with pytest.raises(ValueError, match="lam must be"):
+        lasso(X, y, -1.0)
+    with pytest.raises(ValueError, match="shape"):
+        lasso(X, y[:-1], 1.0)
+    with pytest.raises(ValueError, match="binary"):
+        l1_logistic(X, np.arange(N) % 3 - 1.0, 1.0)
+    with pytest.raises(ValueError, match="binary"):
+        svm_dual(np.eye(N), np.arange(N) % 3, 1.0)
+    with pytest.raises(ValueError, match="C must"):
+        svm_dual(np.eye(N), np.where(y > 0, 1.0, -1.0), -1.0)
+    problem = lasso(X, y, 1.0)
+    with pytest.raises(ValueError, match="rho"):
+        nysadmm(problem, rho=-1.0, key=jax.random.key(0))
+    with pytest.raises(TypeError, match="key"):
+        nysadmm(problem, key=None)
