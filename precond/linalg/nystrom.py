@@ -85,7 +85,8 @@ class NystromPreconditioner(LinearOperator):
 
     P⁻¹ = (λ̂_r + μ) U(Λ̂ + μI)⁻¹Uᵀ + (I − UUᵀ), applied in O(nr).  P⁻¹ is SPD for every rank and
     every μ ≥ 0: its eigenvalues (λ̂_r + μ)/(λ̂_i + μ) lie in (0, 1] (a 0/0 ratio, λ̂_i = λ̂_r = μ = 0,
-    is taken as 1).  ``preconditioner(state)`` returns P itself (``.forward``) when needed.
+    is taken as 1, and when λ̂_r + μ = 0 the smallest positive λ̂_i + μ replaces it).
+    ``forward_matvec`` applies P itself.
 
     References:
       Frangella, Tropp, Udell, "Randomized Nyström preconditioning", SIAM J. Matrix Anal. Appl.
@@ -102,9 +103,13 @@ class NystromPreconditioner(LinearOperator):
     @property
     def _ratios(self):
         lam = self.approx.eigenvalues
-        num = lam[-1] + self.mu
         den = lam + self.mu
-        return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 1.0)
+        positive = den > 0
+        # λ̂_r + μ = 0 (singular A, μ = 0): use the smallest positive λ̂_i + μ instead, so P⁻¹
+        # stays SPD (a zero ratio would make it singular and P infinite).
+        smallest = jnp.min(jnp.where(positive, den, jnp.inf))
+        num = jnp.where(den[-1] > 0, den[-1], jnp.where(jnp.isfinite(smallest), smallest, 1.0))
+        return jnp.where(positive, num / jnp.where(positive, den, 1.0), 1.0)
 
     def matvec(self, v):
         U = self.approx.U
