@@ -16,8 +16,8 @@ form: ``cols`` and ``vals`` of shape (n, k) with k the largest row length, short
 column 0 and value 0.  A minibatch is then two fixed-shape gathers ``cols[idx]``, ``vals[idx]``,
 X_S w is ``Σ_j vals·w[cols]`` and X_Sᵀr a scatter-add — static shapes, so a whole epoch compiles
 into one ``lax.scan`` with no densification and cost O(|S|·k) per product.  (CSR row slices have
-data-dependent lengths, which jit cannot express; BCOO row gathers re-sort indices on every
-call.)  The price is memory n·k instead of nnz: padding is cheap when the longest row is a small
+data-dependent lengths, which jit cannot express, and a BCOO matrix has no fixed-shape row
+gather.)  The price is memory n·k instead of nnz: padding is cheap when the longest row is a small
 multiple of the mean (text and click data), and costly for a few very heavy rows.
 """
 
