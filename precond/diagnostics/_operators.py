@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.tree_util import register_pytree_node_class
 
 from precond.linalg import (
     DenseOperator,
@@ -83,3 +84,26 @@ def spd_sqrt(op: LinearOperator, name: str = "M_inv", *, dense_limit: int = 0
 def check_finite_array(x, name: str) -> None:
     if not bool(jnp.all(jnp.isfinite(x))):
         raise ValueError(f"{name} contains NaN or inf")
+
+
+@register_pytree_node_class
+class ProductOperator(LinearOperator):
+    """A₁A₂…A_k (applied right to left) as a pytree, so jitted solvers compile once per
+    operator structure rather than once per Python closure."""
+
+    def __init__(self, factors):
+        self.factors = tuple(factors)
+        self.shape = (self.factors[0].shape[0], self.factors[-1].shape[1])
+        self.dtype = jnp.result_type(*[f.dtype for f in self.factors])
+
+    def matvec(self, v):
+        for f in reversed(self.factors):
+            v = f.matvec(v)
+        return v
+
+    def tree_flatten(self):
+        return (self.factors,), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(children[0])

@@ -8,9 +8,9 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from precond.linalg import MatvecOperator, lanczos, power_iteration
+from precond.linalg import lanczos, power_iteration
 
-from ._operators import as_square_operator, spd_sqrt
+from ._operators import ProductOperator, as_square_operator, spd_sqrt
 
 __all__ = ["Conditioning", "IndefiniteCurvatureWarning", "local_conditioning"]
 
@@ -120,7 +120,7 @@ def _lanczos_extremes(H, S, key, n, dtype, num_steps):
     if S is None:
         A = H
     else:
-        A = MatvecOperator(lambda v: S.matvec(H.matvec(S.matvec(v))), (n, n), dtype)
+        A = ProductOperator((S, H, S))
     k = min(n, 100) if num_steps is None else int(num_steps)
     return lanczos(A, k, key).ritz_values(), True
 
@@ -129,13 +129,13 @@ def _power_extremes(H, M, key, n, dtype, maxiter, tol):
     if M is None:
         A = H
     else:
-        A = MatvecOperator(lambda v: M.matvec(H.matvec(v)), (n, n), dtype)
+        A = ProductOperator((M, H))
     k1, k2 = jax.random.split(key)
     first = power_iteration(A, k1, maxiter=maxiter, tol=tol)
     lam = float(first.eigenvalue)
     # Shift so every eigenvalue of the shifted operator is ≥ 0 and the other end dominates.
     sign = 1.0 if lam > 0 else -1.0
-    B = MatvecOperator(lambda v: sign * (lam * v - A.matvec(v)), (n, n), dtype)
+    B = (A * (-sign)).shift(sign * lam)
     second = power_iteration(B, k2, maxiter=maxiter, tol=tol)
     other = lam - sign * float(second.eigenvalue)
     hi, lo = (lam, other) if lam > 0 else (other, lam)

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jax.tree_util import register_pytree_node_class
 
 from precond.curvature import hvp, minibatch_gradients
-from precond.linalg import LinearOperator, MatvecOperator
+from precond.linalg import LinearOperator
 
 from ._operators import as_square_operator
 from .conditioning import local_conditioning
@@ -123,6 +124,30 @@ class DesignReport:
         return console.export_text()
 
 
+@register_pytree_node_class
+class _MeanHessian(LinearOperator):
+    """v ↦ (1/B) Σ_b ∇²loss_fn(params, batch_b) v on flat vectors; a pytree whose only static
+    part is ``loss_fn``, so repeated diagnoses of one loss reuse the compiled Lanczos."""
+
+    def __init__(self, loss_fn, params, batches):
+        self.loss_fn, self.params, self.batches = loss_fn, params, batches
+        flat = ravel_pytree(params)[0]
+        self.shape = (flat.size, flat.size)
+        self.dtype = flat.dtype
+
+    def matvec(self, v):
+        unravel = ravel_pytree(self.params)[1]
+        one = lambda b: ravel_pytree(hvp(self.loss_fn, self.params, b, unravel(v)))[0]  # noqa: E731
+        return jnp.mean(jax.lax.map(one, self.batches), axis=0)
+
+    def tree_flatten(self):
+        return (self.params, self.batches), self.loss_fn
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(aux, *children)
+
+
 def _stack(batches):
     if isinstance(batches, list):
         if len(batches) < 2:
@@ -199,12 +224,7 @@ def diagnose(loss_fn: Callable, params, batches, preconditioner=None, *, M_inv=N
     k_pre, k_before, k_after = jax.random.split(key, 3)
     Minv, name = _resolve_m_inv(preconditioner, M_inv, state, params, first, k_pre, n, dtype)
     if curvature is None:
-        def matvec(v):
-            hv = jax.lax.map(lambda b: ravel_pytree(hvp(loss_fn, params, b, unravel(v)))[0],
-                             stacked)
-            return jnp.mean(hv, axis=0)
-
-        H = MatvecOperator(jax.jit(matvec), (n, n), dtype, rmatvec=None)
+        H = _MeanHessian(loss_fn, params, stacked)
     else:
         H = as_square_operator(curvature, "curvature", n, dtype)
     before = local_conditioning(H, None, k_before, num_steps=num_steps)

@@ -7,9 +7,9 @@ import os
 import jax
 import jax.numpy as jnp
 
-from precond.linalg import MatvecOperator, SpectralDensity, spectral_density
+from precond.linalg import SpectralDensity, spectral_density
 
-from ._operators import as_square_operator, spd_sqrt
+from ._operators import ProductOperator, as_square_operator, spd_sqrt
 
 __all__ = ["spectral_densities", "plot_spectral_densities"]
 
@@ -33,7 +33,7 @@ def spectral_densities(H, M_inv, key: jax.Array, *, num_probes: int = 10,
     if S is None:
         raise ValueError("M_inv has no exact square root (a matvec-only operator); raise "
                          f"dense_limit to ≥ {n} to densify it")
-    PHP = MatvecOperator(lambda v: S.matvec(H.matvec(S.matvec(v))), (n, n), H.dtype)
+    PHP = ProductOperator((S, H, S))
     k = min(n, 50) if num_steps is None else int(num_steps)
     kw = dict(num_probes=num_probes, num_steps=k, log=log, sigma=sigma)
     return spectral_density(H, key, **kw), spectral_density(PHP, key, **kw)
