@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-COMMANDS = ("demo", "ridge", "osgm", "compare", "report", "study", "pinn")
+COMMANDS = ("demo", "ridge", "osgm", "compare", "report", "study", "pinn", "quadratic")
 
 
 def build_parser() -> argparse.ArgumentParser:
