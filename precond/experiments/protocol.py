@@ -155,12 +155,12 @@ def _scale_by_state_lr(lr: float) -> optax.GradientTransformation:
 class _Runner:
     """Compiled steps (one per method, reused across rates and seeds) and the epoch loop."""
 
-    def __init__(self, problem: Problem, config: ProtocolConfig):
+    def __init__(self, problem: Problem, config: ProtocolConfig, cache: dict | None = None):
         self.problem, self.config = problem, config
         self.sample = jax.jit(problem.sample_batch)
         self.metric = jax.jit(problem.metric) if problem.metric is not None else None
         _, self.unravel = ravel_pytree(problem.init_params(jax.random.key(0)))
-        self._compiled: dict = {}
+        self._compiled: dict = {} if cache is None else cache
 
     def optimizer(self, method: str, lr: float):
         kw = dict(self.problem.problem_kwargs())
@@ -244,21 +244,32 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
         prec = pc.cg_hessian(problem.loss, **opts)
     else:
         raise ValueError(f"no diagnostics for method {method!r}; use one of {CURVATURE_METHODS}")
-    state = prec.update(prec.init(params), params, batch=batches[0])
-    M_inv = prec.inverse_operator(state)
-    H = hessian_operator(problem.loss, params, batches[0])
     t0 = time.perf_counter()
     n = flat.size
-    # L̂ only (ĉ is not what a few CG steps change, seed 001 §4.5): power iteration, which needs
-    # only applications of M⁻¹ — M⁻¹ is a fixed-budget CG solve, not a matrix.
-    MH = from_matvec(lambda v: M_inv.matvec(H.matvec(v)), n, H.dtype)
-    L_I = power_iteration(H, keys[0], maxiter=300, tol=1e-6)
-    L_M = power_iteration(MH, keys[0], maxiter=300, tol=1e-6)
+
+    def operators(w, batch):
+        p = unravel(w)
+        M_inv = prec.inverse_operator(prec.update(prec.init(p), p, batch=batch))
+        return M_inv, hessian_operator(problem.loss, p, batch)
+
+    @jax.jit
+    def lhat(w, batch, k):
+        # L̂ only (ĉ is not what a few CG steps change, seed 001 §4.5): power iteration, which
+        # needs only applications of M⁻¹ — M⁻¹ is a fixed-budget CG solve, not a matrix.
+        M_inv, H = operators(w, batch)
+        MH = from_matvec(lambda v: M_inv.matvec(H.matvec(v)), n, H.dtype)
+        r_i = power_iteration(H, k, maxiter=300, tol=1e-6)
+        r_m = power_iteration(MH, k, maxiter=300, tol=1e-6)
+        return r_i.eigenvalue, r_m.eigenvalue, r_i.converged & r_m.converged
+
+    w = jnp.asarray(flat)
+    L_I, L_M, conv = lhat(w, batches[0], keys[0])
+    apply_m = jax.jit(jax.vmap(lambda v: operators(w, batches[0])[0].matvec(v)))
+    M_inv = from_matvec(lambda v: apply_m(v[None])[0], n, w.dtype)
     G = minibatch_gradients(problem.loss, params, batches)
     K_I = noise_level(G)
     K_M = noise_level(G, M_inv)
-    conv = bool(L_I.converged) and bool(L_M.converged)
-    L_I, L_M = float(L_I.eigenvalue), float(L_M.eigenvalue)
+    L_I, L_M = float(L_I), float(L_M)
     return {"method": method, "L_hat_identity": L_I, "L_hat_preconditioned": L_M,
             "L_reduction": L_I / L_M, "K_identity": K_I.K,
             "K_preconditioned": K_M.K, "K_reduction": K_I.K / K_M.K,
@@ -269,12 +280,15 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
 
 
 def run_protocol(config: ProtocolConfig, out_dir, *, progress: Progress | None = None,
-                 problem: Problem | None = None, stop_after: int | None = None) -> ResultsStore:
+                 problem: Problem | None = None, stop_after: int | None = None,
+                 compile_cache: dict | None = None) -> ResultsStore:
     """Run (or resume) the experiment ``config`` in ``out_dir``; returns the store.
 
     Finished units already in the store are skipped, so rerunning after an interruption
     continues where it stopped.  ``problem`` overrides the registry's (tests use tiny ones);
-    ``stop_after`` stops after that many newly computed units (to test resuming).
+    ``stop_after`` stops after that many newly computed units (to test resuming);
+    ``compile_cache`` (a dict the caller owns) shares compiled steps between calls on the same
+    problem and configuration.
     """
     progress = progress or Progress()
     store = ResultsStore(out_dir)
@@ -291,7 +305,7 @@ def run_protocol(config: ProtocolConfig, out_dir, *, progress: Progress | None =
                              key=lambda m: (m not in config.methods, m))
     meta["seeds"] = max(config.seeds, (old or {}).get("seeds", 0))
     store.write_json("experiment.json", meta)
-    runner = _Runner(problem, config)
+    runner = _Runner(problem, config, compile_cache)
     computed = [0]
 
     def tick():

@@ -85,7 +85,9 @@ def write_report(out_dir, *, command: str | None = None) -> Path:
     for m, s in summ.items():  # the step is compiled once per method (any grid value)
         s["compile"] = max([(u.get("compile_time") or 0.0) for u in data["grid_runs"]
                             if u["method"] == m] + [s["compile"]])
-    order = sorted(summ, key=lambda m: (np.nan_to_num(summ[m]["final_mean"], nan=np.inf)))
+    # Methods with diverged seeds rank below those whose every seed finished.
+    order = sorted(summ, key=lambda m: (summ[m]["ok"] < summ[m]["n"],
+                                        np.nan_to_num(summ[m]["final_mean"], nan=np.inf)))
     title = f"{cfg['problem']} ({'quick' if cfg['quick'] else 'full'} size)"
     plot_curves(data["runs"], out / "loss_vs_epoch.png", x="epoch", title=title)
     plot_curves(data["runs"], out / "loss_vs_time.png", x="time", title=title)
@@ -123,7 +125,13 @@ def write_report(out_dir, *, command: str | None = None) -> Path:
                  f"{_fmt(s['time_total'], '.2f')} | {_fmt(s['compile'], '.1f')} | "
                  f"{s['n'] - s['ok']}/{s['n']} |")
     L += ["", "Epochs / seconds to reach a relative loss: mean over the seeds that reached it "
-          "(count shown when not all did).", "",
+          "(count shown when not all did).  Methods with diverged seeds rank last; their loss "
+          "statistics cover the seeds that finished."]
+    for m, c in data["choices"].items():
+        if c.get("all_diverged"):
+            L.append(f"**{m}: every learning rate of its grid diverged on the tuning seed**; "
+                     f"the other seeds ran at the first grid value ({c['lr']:g}).")
+    L += ["",
           "![loss vs epoch](loss_vs_epoch.png) ![loss vs time](loss_vs_time.png)", ""]
     if data["diagnostics"]:
         L += [f"## Diagnostics (Phase II epoch {cfg['phase2_epochs'] - 1 if cfg['diagnostics_epoch'] is None else min(cfg['diagnostics_epoch'], cfg['phase2_epochs'] - 1)}, seed 0)",  # noqa: E501
