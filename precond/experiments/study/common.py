@@ -22,6 +22,7 @@ import json
 import os
 import pathlib
 from collections.abc import Callable
+from functools import partial
 from typing import Any, NamedTuple
 
 import jax
@@ -99,7 +100,7 @@ def init_mlp(key: jax.Array, sizes: tuple[int, ...], norm: str = "none") -> dict
         raise ValueError(f"sizes must list ≥ 2 positive layer widths, got {sizes}")
     params: dict[str, Any] = {"layers": []}
     keys = jax.random.split(key, len(sizes) - 1)
-    for k, (a, b) in zip(keys, zip(sizes[:-1], sizes[1:])):
+    for k, (a, b) in zip(keys, zip(sizes[:-1], sizes[1:], strict=True), strict=True):
         W = jax.random.normal(k, (a, b), jnp.float64) * np.sqrt(2.0 / a)
         params["layers"].append({"W": W, "b": jnp.zeros(b, jnp.float64)})
     if norm != "none":
@@ -144,11 +145,18 @@ def hidden_inputs(params: dict, X: jax.Array, norm: str = "none") -> list[np.nda
     return out
 
 
-def extended_condition(Hm: np.ndarray) -> float:
-    """κ(H_e) = σ_max/σ_min of the extended hidden-variable matrix H_e = [H, 1] (N, h+1)."""
+def extended_condition(Hm: np.ndarray) -> dict:
+    """For the extended hidden-variable matrix H_e = [H, 1] (N samples × h+1 features):
+    κ = σ_max/σ_min (inf when singular), the spread max/min of its feature (column here; the
+    paper's rows) norms — what BatchNorm equalizes — and of its sample norms — what LayerNorm
+    equalizes."""
     He = np.hstack([Hm, np.ones((Hm.shape[0], 1))])
     s = np.linalg.svd(He, compute_uv=False)
-    return float(s[0] / s[-1]) if s[-1] > 0 else float("inf")
+    feat = np.linalg.norm(He, axis=0)
+    samp = np.linalg.norm(He, axis=1)
+    return dict(kappa=float(s[0] / s[-1]) if s[-1] > 1e-12 * s[0] else float("inf"),
+                feature_spread=float(feat.max() / feat.min()) if feat.min() > 0 else float("inf"),
+                sample_spread=float(samp.max() / samp.min()))
 
 
 def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
@@ -243,11 +251,16 @@ def preconditioner_diagonal(kind: str, opt_state, params) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- curvature
 def dense_ggn(params, X, y, norm: str = "none") -> np.ndarray:
-    """Dense GGN (n, n) of the mean CE on (X, y) via precond.curvature.ggn_operator."""
-    op = ggn_operator(lambda p, x: mlp_apply(p, x, norm), "softmax_cross_entropy", params,
-                      (jnp.asarray(X), jnp.asarray(y)))
-    G = np.asarray(to_dense(op))
+    """Dense GGN (n, n) of the mean CE on (X, y) via precond.curvature.ggn_operator (jitted;
+    the compile is shared by calls with the same shapes and ``norm``)."""
+    G = np.asarray(_dense_ggn(params, jnp.asarray(X), jnp.asarray(y), norm))
     return 0.5 * (G + G.T)
+
+
+@partial(jax.jit, static_argnames="norm")
+def _dense_ggn(params, X, y, norm):
+    op = ggn_operator(lambda p, x: mlp_apply(p, x, norm), "softmax_cross_entropy", params, (X, y))
+    return to_dense(op)
 
 
 class Kappa(NamedTuple):

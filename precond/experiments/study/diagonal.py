@@ -34,8 +34,9 @@ OPTIMIZERS = {"adagrad": (optax.adagrad, 3e-2), "rmsprop": (optax.rmsprop, 1e-3)
 
 def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
     if tiny:
-        return dict(dataset="digits", n_train=200, n_test=100, pool=4, hidden=(6,), epochs=2,
-                    batch_size=50, checkpoints=(1, 2), n_curv=100, delta=1e-4, seed=0)
+        return dict(dataset="digits", n_train=120, n_test=60, pool=4, hidden=(4,), epochs=1,
+                    batch_size=40, checkpoints=(1,), n_curv=40, delta=1e-4, seed=0,
+                    optimizers=("adam",))
     if quick or dataset in (None, "digits"):
         return dict(dataset="digits", n_train=None, n_test=None, pool=4, hidden=(16, 16),
                     epochs=30, batch_size=64, checkpoints=(1, 3, 10, 30), n_curv=512,
@@ -58,7 +59,8 @@ def run(out: str | pathlib.Path, cfg: dict, progress=None) -> dict:
     Xc, yc = data.X_train[: cfg["n_curv"]], data.y_train[: cfg["n_curv"]]
     delta = cfg["delta"]
     results: dict[str, Any] = {}
-    for name, (make, lr) in OPTIMIZERS.items():
+    for name in cfg.get("optimizers", tuple(OPTIMIZERS)):
+        make, lr = OPTIMIZERS[name]
         traj = common.train(params0, make(lr), data, epochs=cfg["epochs"],
                             batch_size=cfg["batch_size"], key=k_train,
                             checkpoints=cfg["checkpoints"],

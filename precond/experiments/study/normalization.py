@@ -29,8 +29,8 @@ from . import common
 
 def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
     if tiny:
-        return dict(dataset="digits", n_train=200, n_test=100, pool=4, hidden=(6, 6),
-                    epochs=2, batch_size=50, checkpoints=(0, 2), n_curv=100, lr=0.1,
+        return dict(dataset="digits", n_train=120, n_test=60, pool=4, hidden=(4, 4),
+                    epochs=1, batch_size=40, checkpoints=(1,), n_curv=40, lr=0.1,
                     delta=1e-4, seed=0)
     if quick or dataset in (None, "digits"):
         return dict(dataset="digits", n_train=None, n_test=None, pool=4, hidden=(16, 16),
@@ -119,15 +119,20 @@ def _report(p: dict) -> str:
     lines = [f"# Study `normalization` — {p['data']}", "",
              f"MLP {p['sizes']} (Linear → ReLU → Norm), plain SGD lr {c['lr']:g}, "
              f"{c['epochs']} epochs, batch {c['batch_size']}; GGN dense on {c['n_curv']} rows, "
-             f"δ = {c['delta']:g}.  κ(H_e) per linear layer (input, hidden 1, ...).", ""]
+             f"δ = {c['delta']:g}.  Per linear layer (input, hidden 1, ...): κ(H_e) of the "
+             "extended input matrix [H, 1] (inf: singular), and the max/min spread of its "
+             "feature norms (BatchNorm's target) and sample norms (LayerNorm's target).", ""]
     rows = []
     for norm, r in p["results"].items():
         for ck in r["checkpoints"]:
             rows.append([norm, r["n_params"], ck["epoch"], ck["rank"], ck["lam_max"],
                          ck["kappa_damped"], ck["kappa_plus"],
-                         ", ".join(f"{k:.3g}" for k in ck["kappa_He"])])
+                         ", ".join(f"{k['kappa']:.3g}" for k in ck["kappa_He"]),
+                         ", ".join(f"{k['feature_spread']:.3g}" for k in ck["kappa_He"]),
+                         ", ".join(f"{k['sample_spread']:.3g}" for k in ck["kappa_He"])])
     lines.append(common.md_table(["norm", "n", "epoch", "rank r", "λ_max", "κ_δ(G)", "κ_+(G)",
-                                  "κ(H_e) per layer"], rows))
+                                  "κ(H_e) per layer", "feature-norm spread",
+                                  "sample-norm spread"], rows))
     lines += ["", common.md_table(
         ["norm", "train CE epoch 1", "train CE final", "test acc final"],
         [[norm, r["train_loss"][1], r["train_loss"][-1], r["test_acc"][-1]]

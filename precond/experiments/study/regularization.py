@@ -52,9 +52,9 @@ def adam_l1_intrinsic(learning_rate: float, l1: float, *, b1: float = 0.9, b2: f
 
 def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
     if tiny:
-        return dict(dataset="digits", n_train=200, n_test=100, pool=4, hidden=(6,), epochs=2,
-                    batch_size=50, checkpoints=(1, 2), n_curv=100, lr=3e-3, lams=(1e-2,),
-                    l1=1e-4, seed=0)
+        return dict(dataset="digits", n_train=120, n_test=60, pool=4, hidden=(4,), epochs=1,
+                    batch_size=40, checkpoints=(1,), n_curv=40, lr=3e-3, lams=(1e-2,),
+                    l1=1e-4, seed=0, l1_runs=("adam-l1-intrinsic",))
     if quick or dataset in (None, "digits"):
         return dict(dataset="digits", n_train=None, n_test=None, pool=4, hidden=(16, 16),
                     epochs=30, batch_size=64, checkpoints=(1, 10, 30), n_curv=512, lr=3e-3,
@@ -99,7 +99,7 @@ def run(out: str | pathlib.Path, cfg: dict, progress=None) -> dict:
                 checkpoints=rows)
     l1_runs: dict[str, Any] = {}
     lam1 = cfg["l1"]
-    for name in ("adam", "adam+l1", "adam-l1-intrinsic"):
+    for name in cfg.get("l1_runs", ("adam", "adam+l1", "adam-l1-intrinsic")):
         opt = adam_l1_intrinsic(cfg["lr"], lam1) if name == "adam-l1-intrinsic" \
             else optax.adam(cfg["lr"])
         traj = common.train(params0, opt, data, epochs=cfg["epochs"],
