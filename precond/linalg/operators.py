@@ -86,9 +86,13 @@ def _dtype_of(x):
 
 @register_pytree_node_class
 class DenseOperator(LinearOperator):
-    """An explicit matrix (numpy or jax), shape (m, n).  NaN/inf entries raise ``ValueError``."""
+    """An explicit matrix (numpy or jax), shape (m, n).  NaN/inf entries raise ``ValueError``.
 
-    def __init__(self, matrix):
+    ``.T`` keeps the same matrix and applies it as v ↦ vᵀM: XLA on CPU would otherwise copy the
+    transpose on every product (Xᵀ(Xv) with X 5000×1000 ran 5× slower than (Xv)ᵀX).
+    """
+
+    def __init__(self, matrix, *, transposed: bool = False):
         if _is_scipy_sparse(matrix):
             raise TypeError("DenseOperator got a scipy.sparse matrix; use SparseOperator or "
                             "as_operator, which keep it sparse")
@@ -96,29 +100,36 @@ class DenseOperator(LinearOperator):
         if matrix.ndim != 2:
             raise ValueError(f"matrix must be 2-D, got shape {matrix.shape}")
         check_finite(matrix, "matrix")
-        self.matrix = matrix
-        self.shape = tuple(matrix.shape)
-        self.dtype = matrix.dtype
+        self._init(matrix, bool(transposed))
+
+    def _init(self, stored, transposed):
+        self._stored, self._transposed = stored, transposed
+        self.shape = tuple(stored.shape[::-1] if transposed else stored.shape)
+        self.dtype = stored.dtype
+
+    @property
+    def matrix(self):
+        return self._stored.T if self._transposed else self._stored
 
     def matvec(self, v):
-        return self.matrix @ v
+        return v @ self._stored if self._transposed else self._stored @ v
 
     def matmat(self, V):
-        return self.matrix @ V
+        return (V.T @ self._stored).T if self._transposed else self._stored @ V
 
     @property
     def T(self):
-        return DenseOperator(self.matrix.T)
+        obj = object.__new__(DenseOperator)
+        obj._init(self._stored, not self._transposed)
+        return obj
 
     def tree_flatten(self):
-        return (self.matrix,), None
+        return (self._stored,), self._transposed
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
-        obj.matrix = children[0]
-        obj.shape = tuple(obj.matrix.shape)
-        obj.dtype = obj.matrix.dtype
+        obj._init(children[0], aux)
         return obj
 
 

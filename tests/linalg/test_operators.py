@@ -37,6 +37,13 @@ def test_dense_matvec_matmat_and_transpose():
     u = rng.standard_normal(5)
     np.testing.assert_allclose(op.T.matvec(u), A.T @ u, rtol=1e-12)
     assert op.shape == (5, 3) and op.dtype == jnp.float64
+    # the transpose applies the same stored matrix from the left, also under jit and twice over
+    At = op.T
+    assert At.shape == (3, 5)
+    np.testing.assert_allclose(At.matrix, A.T)
+    np.testing.assert_allclose(At.matmat(np.eye(5)), A.T, rtol=1e-12)
+    np.testing.assert_allclose(jax.jit(lambda o, x: o.matvec(x))(At, u), A.T @ u, rtol=1e-12)
+    np.testing.assert_allclose(to_dense(At.T), A, rtol=1e-12)
 
 
 def test_sparse_is_kept_sparse():
