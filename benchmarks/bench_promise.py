@@ -34,7 +34,14 @@ GAP = 1e-4
 SKETCHY = {"SketchySGD": ps.sketchy_sgd, "SketchySVRG": ps.sketchy_svrg,
            "SketchySAGA": ps.sketchy_saga, "SketchyKatyusha": ps.sketchy_katyusha}
 TUNED = {"SGD": ps.sgd, "SVRG": ps.svrg, "SAGA": ps.saga}
-GRID = (0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # lr = c / L, L = λ_max(∇²F(0))
+GRID = (2.0, 4.0, 1.0, 8.0)  # lr = c / L, L = λ_max(∇²F(0)); likely winners first (pruning)
+
+
+REDUCED = (
+    "Reduced to fit ~15 minutes on a shared 2-core CPU (load average ≈ 15 during the run): "
+    "Fashion-MNIST with 200 random features (not 500), a 50-epoch budget per run, a 4-point "
+    "step-size grid run in the order 2, 4, 1, 8 (× 1/L) with each later point capped at the "
+    "best epoch count so far; the 1e-4 target stops a run as soon as it is met.")
 
 
 def datasets(quick: bool):
@@ -42,7 +49,9 @@ def datasets(quick: bool):
     (standardized + intercept), KEEL mushroom one-hot (sparse CSR + intercept)."""
     X, y = load_fashion_mnist("train")
     keep = (y == 0) | (y == 6)
-    Xf = random_features(X[keep], 200 if quick else 500, seed=0)
+    # 200 features: 500 (d = 501) made the untuned-budget grid runs too slow for the 15-minute
+    # limit on a shared 2-core machine.
+    Xf = random_features(X[keep], 200, seed=0)
     yield ("Fashion-MNIST 0 vs 6, RBF features", Xf, (y[keep] == 0).astype(float))
     Xm, ym = load_keel_binary("magic")
     yield ("KEEL magic, standardized", np.hstack([Xm, np.ones((len(Xm), 1))]), ym)
@@ -124,10 +133,10 @@ def sklearn_saga(X, y, mu, f_star, max_epochs):
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="docs/bench/promise.md")
-    ap.add_argument("--quick", action="store_true", help="smaller features and budgets")
-    ap.add_argument("--epochs", type=int, default=100, help="epoch budget per run")
+    ap.add_argument("--quick", action="store_true", help="20-epoch budget (a smoke run)")
+    ap.add_argument("--epochs", type=int, default=50, help="epoch budget per run")
     args = ap.parse_args()
-    budget = 40 if args.quick else args.epochs
+    budget = 20 if args.quick else args.epochs
     key = jax.random.key(0)
     t_start = time.perf_counter()
     lines, verdicts = [], []
@@ -145,14 +154,17 @@ def main() -> int:
             rows[label] = (hit(r, f_star, n), "defaults", r.compile_time)
             print(f"  {label}: {rows[label][0]} compile {r.compile_time:.1f}s", flush=True)
         for label, solver in TUNED.items():
-            best = None
+            best, closest = None, np.inf
             for c in GRID:
-                r = solver(problem, epochs=budget, key=key, lr=c / L0, target=f_star + GAP)
+                # prune: a step size is only worth running until it beats the best so far
+                cap = budget if best is None else max(best[0][0], 1)
+                r = solver(problem, epochs=cap, key=key, lr=c / L0, target=f_star + GAP)
+                closest = min(closest, float(np.nanmin(r.objective - f_star)))
                 h = hit(r, f_star, n)
                 if h is not None and (best is None or (h[1], h[2]) < (best[0][1], best[0][2])):
                     best = (h, f"lr = {c:g}/L", r.compile_time)
-            rows[label] = best if best is not None else (None, f"none of {len(GRID)} reached",
-                                                         0.0)
+            rows[label] = best if best is not None else (
+                None, f"none of {len(GRID)} reached (best gap {closest:.1e})", 0.0)
             print(f"  {label}: {rows[label][0]} {rows[label][1]}", flush=True)
         sk = sklearn_saga(X, y, mu, f_star, 4 * budget)
         rows["sklearn saga"] = (sk, "sklearn defaults (b = 1)", 0.0)
@@ -216,6 +228,8 @@ def main() -> int:
         "(SAGA +1 for its table at the start); *data passes* = gradient evaluations / n.  "
         "Seconds: solver work with `block_until_ready`, compilation (reported by the solvers "
         "apart, 1–20 s per solver and shape here) and per-epoch objective evaluations excluded.",
+        "",
+        REDUCED,
         *lines,
         "",
         "Verdicts (target: defaults need no more epochs than tuned SAGA on every data set):",
