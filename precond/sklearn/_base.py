@@ -58,6 +58,8 @@ def check_sample_weight(sample_weight, n: int):
         raise ValueError(f"sample_weight has shape {w.shape}; expected ({n},)")
     if not np.all(np.isfinite(w)) or np.any(w < 0):
         raise ValueError("sample_weight must be finite and ≥ 0")
+    if not np.any(w > 0):
+        raise ValueError("sample_weight has only zero weights; at least one must be > 0")
     return w
 
 

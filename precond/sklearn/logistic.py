@@ -20,8 +20,9 @@ def binary_labels(est, y):
     check_classification_targets(y)
     classes = np.unique(y)
     if classes.shape[0] != 2:
-        raise ValueError(f"{type(est).__name__} handles binary labels only; y has "
-                         f"{classes.shape[0]} class(es): {classes[:5].tolist()}")
+        raise ValueError(f"Only binary classification is supported. {type(est).__name__} "
+                         f"handles binary labels only; y has {classes.shape[0]} class(es): "
+                         f"{classes[:5].tolist()}")
     est.classes_ = classes
     return np.where(y == classes[1], 1.0, -1.0)
 
@@ -72,7 +73,8 @@ class LogisticRegression(ClassifierMixin, BaseEstimator):
         return np.asarray(X @ self.coef_[0]).ravel() + self.intercept_[0]
 
     def predict(self, X):
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        scores = self.decision_function(X)  # checks fitted first
+        return self.classes_[(scores > 0).astype(int)]
 
     def predict_proba(self, X):
         p = expit(self.decision_function(X))

@@ -97,7 +97,8 @@ class SVC(ClassifierMixin, BaseEstimator):
         return k @ self.dual_coef_[0] + self.intercept_[0]
 
     def predict(self, X):
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+        scores = self.decision_function(X)  # checks fitted first
+        return self.classes_[(scores > 0).astype(int)]
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
