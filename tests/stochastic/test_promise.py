@@ -83,7 +83,7 @@ def test_label_conventions_agree():
         float(ps.logistic(X, 2 * y - 1, 0.1).value(w)), rel=1e-14)
 
 
-@settings(max_examples=8, deadline=None)
+@settings(max_examples=5, deadline=None)
 @given(shape=st.sampled_from([(1, 3), (17, 6)]), density=st.floats(0.0, 0.6),
        seed=st.integers(0, 10_000))
 def test_sparse_rows_equal_dense(shape, density, seed):
