@@ -206,7 +206,8 @@ def test_least_squares_refreshes_once_and_solves_ridge():
 @pytest.mark.parametrize("make, match", [
     (lambda X, y: ps.logistic(np.where(X > 1, np.nan, X), y, 0.1), "X contains NaN"),
     (lambda X, y: ps.logistic(X, np.where(y > 0, np.inf, y), 0.1), "y contains NaN or inf"),
-    (lambda X, y: ps.logistic(X, y + 2 * (np.arange(len(y)) == 0), 0.1), r"\{0, 1\} or \{-1, \+1\}"),
+    (lambda X, y: ps.logistic(X, y + 2 * (np.arange(len(y)) == 0), 0.1),
+     r"\{0, 1\} or \{-1, \+1\}"),
     (lambda X, y: ps.logistic(X, y, -1.0), "mu must be a finite number ≥ 0"),
     (lambda X, y: ps.least_squares(X, y[:-1], 0.1), "y has shape"),
     (lambda X, y: ps.least_squares(X[0], y, 0.1), "X must be 2-D"),
