@@ -29,7 +29,7 @@ class SVC(ClassifierMixin, BaseEstimator):
     block by block above that.  ``tol`` is the Boyd eps_abs = eps_rel tolerance.
     """
 
-    def __init__(self, C=1.0, *, kernel="rbf", gamma="scale", max_iter=3000, tol=1e-6, rank=50,
+    def __init__(self, C=1.0, *, kernel="rbf", gamma="scale", max_iter=2000, tol=1e-6, rank=50,
                  rho="auto", random_state=None):
         self.C = C
         self.kernel = kernel

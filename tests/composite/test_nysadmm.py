@@ -161,9 +161,9 @@ def test_nonnegative_least_squares_matches_scipy():
 
 def test_max_iterations_status_and_same_key_same_answer():
     X, y, _ = _data()
-    problem = lasso(X, y, 5.0)
-    r1 = nysadmm(problem, tol=1e-14, max_iter=3, rank=8, key=jax.random.key(1))
-    r2 = nysadmm(problem, tol=1e-14, max_iter=3, rank=8, key=jax.random.key(1))
+    problem = lasso(X, y, 5.0, fit_intercept=True)  # same compiled solver as the lasso test
+    r1 = nysadmm(problem, tol=1e-14, max_iter=3, rank=32, key=jax.random.key(1))
+    r2 = nysadmm(problem, tol=1e-14, max_iter=3, rank=32, key=jax.random.key(1))
     assert not r1.converged and r1.status == Status.MAX_ITERATIONS and r1.iterations == 3
     np.testing.assert_array_equal(np.asarray(r1.z), np.asarray(r2.z))
     with pytest.raises(Exception, match="max_iterations"):
