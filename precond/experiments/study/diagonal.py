@@ -41,8 +41,8 @@ def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
         return dict(dataset="digits", n_train=None, n_test=None, pool=4, hidden=(12,),
                     epochs=30, batch_size=64, checkpoints=(1, 10, 30), n_curv=256,
                     delta=1e-4, seed=0)
-    return dict(dataset="fashion", n_train=6000, n_test=2000, pool=4, hidden=(24,),
-                epochs=15, batch_size=128, checkpoints=(1, 5, 15), n_curv=512, delta=1e-4,
+    return dict(dataset="fashion", n_train=6000, n_test=2000, pool=4, hidden=(12,),
+                epochs=15, batch_size=128, checkpoints=(1, 15), n_curv=256, delta=1e-4,
                 seed=0)
 
 

@@ -36,8 +36,8 @@ def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
         return dict(dataset="digits", n_train=None, n_test=None, pool=4, hidden=(12, 12),
                     epochs=30, batch_size=64, checkpoints=(0, 30), n_curv=256, lr=0.1,
                     delta=1e-4, seed=0)
-    return dict(dataset="fashion", n_train=6000, n_test=2000, pool=4, hidden=(24, 24),
-                epochs=15, batch_size=128, checkpoints=(0, 15), n_curv=512, lr=0.1,
+    return dict(dataset="fashion", n_train=6000, n_test=2000, pool=4, hidden=(12, 12),
+                epochs=15, batch_size=128, checkpoints=(0, 15), n_curv=256, lr=0.1,
                 delta=1e-4, seed=0)
 
 

@@ -59,8 +59,8 @@ def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
         return dict(dataset="digits", n_train=None, n_test=None, pool=4, hidden=(12,),
                     epochs=30, batch_size=64, checkpoints=(1, 30), n_curv=256, lr=3e-3,
                     lams=(1e-3, 1e-2), l1=1e-4, seed=0)
-    return dict(dataset="fashion", n_train=6000, n_test=2000, pool=4, hidden=(24,),
-                epochs=15, batch_size=128, checkpoints=(1, 15), n_curv=512, lr=3e-3,
+    return dict(dataset="fashion", n_train=6000, n_test=2000, pool=4, hidden=(12,),
+                epochs=15, batch_size=128, checkpoints=(1, 15), n_curv=256, lr=3e-3,
                 lams=(1e-3, 1e-2), l1=1e-4, seed=0)
 
 
