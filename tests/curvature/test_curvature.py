@@ -213,17 +213,6 @@ def test_minibatch_gradients_list_and_stacked_agree():
                                ravel_pytree(jax.grad(loss_fn)(params, batch))[0], atol=TOL)
 
 
-def test_operators_are_symmetric_and_jittable():
-    params, model_fn, loss_fn, batch = _setup("flax_linen", "sigmoid_cross_entropy", seed=8)
-    for op in (hessian_operator(loss_fn, params, batch),
-               ggn_operator(model_fn, "sigmoid_cross_entropy", params, batch)):
-        A = np.asarray(jax.jit(to_dense)(op))
-        np.testing.assert_allclose(A, A.T, atol=TOL)
-        v = jnp.ones(op.shape[0])
-        np.testing.assert_allclose(jax.jit(op.matvec)(v), A @ v, atol=TOL)
-        np.testing.assert_allclose(op.T.matvec(v), A.T @ v, atol=TOL)
-
-
 def test_ravel_roundtrip():
     params, *_ = _setup("flax_nnx", "mse")
     flat, unravel = ravel(params)

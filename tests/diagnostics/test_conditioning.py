@@ -36,6 +36,8 @@ def test_lanczos_matches_closed_forms_within_1_percent(quad, make):
     pre = make(quad)
     exact = constants(quad, pre)
     M_inv = None if pre.indices.size == 0 else pre.inverse_operator(quad)
+    if pre.indices.size > 10:  # dense M⁻¹ (one shared compile) for the larger deflations
+        M_inv = DenseOperator(M_inv.matmat(jnp.eye(quad.dim)))
     got = local_conditioning(quad.hessian(), M_inv, KEY)
     assert got.method == "lanczos" and got.proxy == ""
     assert got.L_hat == pytest.approx(exact.L_hat, rel=1e-2)

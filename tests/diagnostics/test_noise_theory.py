@@ -28,8 +28,8 @@ from precond.problems.quadratic import (
 
 @pytest.mark.parametrize("noise", ["paper", "talk"])
 def test_noise_level_matches_closed_form_within_3_stderr(noise):
-    quad = make_quadratic(60, jax.random.key(2), noise=noise)
-    w = jnp.ones(60)
+    quad = make_quadratic(40, jax.random.key(2), noise=noise)
+    w = jnp.ones(40)
     G = quad.stochastic_gradients(w, 500, jax.random.key(3))
     for pre in (identity_preconditioner(), deflate_top(quad, 10), deflate_bottom(quad, 10)):
         K = constants(quad, pre).K

@@ -77,7 +77,7 @@ def test_panels_move_the_constants_as_designed(quad):
 def test_simulation_matches_exact_expected_loss():
     quad = make_quadratic(8, jax.random.key(1), lam_min=0.5, lam_max=4.0, sigma=0.5)
     pres = [identity_preconditioner(), deflate_top(quad, 2)]
-    alpha, steps, runs = 0.1, 200, 400
+    alpha, steps, runs = 0.1, 200, 300
     L = np.asarray(simulate(quad, pres, alpha, steps, runs, jax.random.key(2), record_every=10))
     assert L.shape == (2, steps // 10 + 1, runs)
     np.testing.assert_array_equal(L[0, 0], L[1, 0])  # shared w₀ (common random numbers)
@@ -86,9 +86,6 @@ def test_simulation_matches_exact_expected_loss():
         se = L[i].std(axis=1) / np.sqrt(runs)
         assert np.all(np.abs(L[i].mean(axis=1) - exact) <= 4 * se + 1e-12), pre.label
         assert exact[-1] == pytest.approx(stationary_loss(quad, pre, alpha), rel=1e-3)
-    # The same key gives the same run.
-    L2 = simulate(quad, pres, alpha, steps, runs, jax.random.key(2), record_every=10)
-    np.testing.assert_array_equal(L, L2)
 
 
 def test_bad_inputs(quad):
