@@ -28,6 +28,7 @@ References: Scott et al., "Design Criteria for SGD Preconditioners", TMLR 2026, 
 from __future__ import annotations
 
 import dataclasses
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,7 +44,7 @@ from precond.optim import get_optimizer, make_step
 from precond.problems.base import Problem
 from precond.problems.registry import get_problem
 
-from .store import ResultsStore, unit_id
+from .store import ResultsStore, _clean, unit_id
 
 __all__ = ["ProtocolConfig", "default_grid", "run_protocol", "CURVATURE_METHODS",
            "DEFAULT_METHODS", "Progress"]
@@ -352,9 +353,12 @@ def run_protocol(config: ProtocolConfig, out_dir, *, progress: Progress | None =
         finals = [_final(r, config.tail) for r in recs]
         best = int(np.argmin(finals))
         chosen = config.grid(method)[best]
-        store.write_json(f"units/{unit_id('choice', method)}.json", {
-            "kind": "choice", "method": method, "lr": chosen, "grid": list(config.grid(method)),
-            "final_losses": finals, "all_diverged": bool(np.all(np.isinf(finals)))})
+        choice = {"kind": "choice", "method": method, "lr": chosen,
+                  "grid": list(config.grid(method)), "final_losses": finals,
+                  "all_diverged": bool(np.all(np.isinf(finals)))}
+        name = f"units/{unit_id('choice', method)}.json"
+        if store.read_json(name) != json.loads(json.dumps(_clean(choice))):
+            store.write_json(name, choice)  # derived from the grid units; rewritten on change
         for s in range(1, config.seeds):
             phase2(method, s, chosen, False)
         # Diagnostics at the chosen run's snapshot.
