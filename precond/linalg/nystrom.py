@@ -85,7 +85,8 @@ class NystromPreconditioner(LinearOperator):
 
     P⁻¹ = (λ̂_r + μ) U(Λ̂ + μI)⁻¹Uᵀ + (I − UUᵀ), applied in O(nr).  P⁻¹ is SPD for every rank and
     every μ ≥ 0: its eigenvalues (λ̂_r + μ)/(λ̂_i + μ) lie in (0, 1] (a 0/0 ratio, λ̂_i = λ̂_r = μ = 0,
-    is taken as 1, and when λ̂_r + μ = 0 the smallest positive λ̂_i + μ replaces it).
+    is taken as 1, and when λ̂_r + μ is 0 or at rounding level, the smallest resolved λ̂_i + μ
+    replaces it).
     ``forward_matvec`` applies P itself.
 
     References:
@@ -104,12 +105,15 @@ class NystromPreconditioner(LinearOperator):
     def _ratios(self):
         lam = self.approx.eigenvalues
         den = lam + self.mu
-        positive = den > 0
-        # λ̂_r + μ = 0 (singular A, μ = 0): use the smallest positive λ̂_i + μ instead, so P⁻¹
-        # stays SPD (a zero ratio would make it singular and P infinite).
-        smallest = jnp.min(jnp.where(positive, den, jnp.inf))
-        num = jnp.where(den[-1] > 0, den[-1], jnp.where(jnp.isfinite(smallest), smallest, 1.0))
-        return jnp.where(positive, num / jnp.where(positive, den, 1.0), 1.0)
+        # λ̂_i + μ at rounding level (singular A, μ = 0) is treated as 0: such directions get
+        # ratio 1, and the smallest resolved λ̂_i + μ replaces λ̂_r + μ, so P⁻¹ stays SPD and
+        # well conditioned (a ratio ≈ 0 would make it numerically singular and P infinite).
+        eps = jnp.finfo(den.dtype).eps
+        resolved = den > 10 * den.shape[0] * eps * den[0]
+        smallest = jnp.min(jnp.where(resolved, den, jnp.inf))
+        num = jnp.where(resolved[-1], den[-1],
+                        jnp.where(jnp.isfinite(smallest), smallest, 1.0))
+        return jnp.where(resolved, num / jnp.where(resolved, den, 1.0), 1.0)
 
     def matvec(self, v):
         U = self.approx.U

@@ -71,9 +71,9 @@ def test_lanczos_v0_and_bad_arguments():
 
 def test_extreme_eigenvalues_vs_eigh():
     rng = np.random.default_rng(4)
-    eigs = np.concatenate([[-2.0], rng.uniform(0.1, 50.0, 118), [100.0]])
+    eigs = np.concatenate([[-2.0], rng.uniform(0.1, 50.0, 58), [100.0]])
     A = _sym(eigs, 5)
-    lo, hi = extreme_eigenvalues(A, jax.random.key(3))
+    lo, hi = extreme_eigenvalues(A, jax.random.key(3), num_steps=40)
     w = np.linalg.eigvalsh(A)
     np.testing.assert_allclose([float(lo), float(hi)], [w[0], w[-1]], rtol=1e-6)
     # Ritz values err inwards
