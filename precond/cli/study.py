@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         t0 = time.perf_counter()
         with Progress(console=console, transient=True) as bar:
             task = bar.add_task(f"study {name} ({cfg['dataset']})", total=None)
-            mod.run(target, cfg, progress=lambda k: bar.advance(task, k))
+            mod.run(target, cfg, progress=lambda k, t=task: bar.advance(t, k))
         console.print(f"study {name}: {cfg['dataset']}, wrote {target / 'report.md'} "
                       f"({time.perf_counter() - t0:.0f} s)")
     return 0
