@@ -3,11 +3,6 @@ CG-Hessian, CG-GGN, Nyström SGD, NNCG and OSGM; and the training loop.
 
 Each engineer adds explicit re-exports below (``from .x import y as y``), one line per name.
 """
-from .osgm import OSGMHistory as OSGMHistory
-from .osgm import OSGMResult as OSGMResult
-from .osgm import OSGMState as OSGMState
-from .osgm import osgm as osgm
-from .osgm import osgm_minimize as osgm_minimize
 from .alias import OPTIMIZERS as OPTIMIZERS
 from .alias import adagrad as adagrad
 from .alias import adam as adam
@@ -20,12 +15,17 @@ from .alias import nystrom_sgd as nystrom_sgd
 from .alias import rmsprop as rmsprop
 from .alias import sgd as sgd
 from .alias import spectral_sgd as spectral_sgd
+from .nncg import NNCGInfo as NNCGInfo
+from .nncg import NNCGState as NNCGState
+from .nncg import nncg as nncg
+from .osgm import OSGMHistory as OSGMHistory
+from .osgm import OSGMResult as OSGMResult
+from .osgm import OSGMState as OSGMState
+from .osgm import osgm as osgm
+from .osgm import osgm_minimize as osgm_minimize
 from .preconditioned_sgd import PreconditionerState as PreconditionerState
 from .preconditioned_sgd import preconditioned_sgd as preconditioned_sgd
 from .preconditioned_sgd import scale_by_preconditioner as scale_by_preconditioner
 from .train import TrainResult as TrainResult
 from .train import make_step as make_step
 from .train import train as train
-from .nncg import NNCGInfo as NNCGInfo
-from .nncg import NNCGState as NNCGState
-from .nncg import nncg as nncg
