@@ -13,8 +13,16 @@ Usage: python benchmarks/bench_cg_ggn.py --out docs/bench/cg_ggn.md
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
+import time
 from pathlib import Path
+
+# One XLA thread for both libraries: on a 2-core machine a multi-threaded Eigen pool made single
+# timings swing ±30% between runs; same footing for precond and opttx.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+                           " intra_op_parallelism_threads=1").strip()
 
 import jax
 import jax.numpy as jnp
@@ -83,6 +91,18 @@ def bench(m: int, N: int, damping: float, repeats: int):
         tstep = jax.jit(lambda s, b: topt.step(s, b))
         tb = {"data": batch}
         c_o, t_o, (ts_new, _) = time_call(lambda: tstep(ts, tb), repeats=repeats)
+        # Interleave the two steps so that drifts of the machine's speed hit both alike; the
+        # reported times are the medians of these alternating calls.
+        tp, to = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(step(params, state, batch))
+            tp.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            jax.block_until_ready(tstep(ts, tb))
+            to.append(time.perf_counter() - t0)
+        t_o = statistics.median(to)
+        row.update(t_step=statistics.median(tp))
         diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in
                    zip(jax.tree.leaves(new_params), jax.tree.leaves(ts_new.params), strict=True))
         scale = max(float(jnp.max(jnp.abs(a - b))) for a, b in
@@ -110,7 +130,8 @@ def main(argv=None) -> int:
         f"Command: `{cmd}`", "", f"Machine: {machine()}", "",
         "float64, flax MLP 2→64→64→1 (tanh), mse; damping λ = "
         f"{args.damping:g}; m fixed CG iterations (precond `tol=0`, opttx `cg_tol=0`); "
-        f"medians of {args.repeats} jitted calls after a warm-up (compile time apart).", "",
+        f"one XLA thread; medians of {args.repeats} jitted calls after a warm-up (compile time "
+        "apart), precond and opttx steps called alternately.", "",
         "| N | n params | m | precond step (ms) | compile (s) | GGNvp (ms) | "
         "ratio step / ((m+1)·GGNvp) (target ≤ 1.3) | opttx step (ms) | "
         "ratio precond / opttx (target ≤ 1) | rel. diff of updated params |",

