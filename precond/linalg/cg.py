@@ -98,7 +98,8 @@ def cg(
     if not jnp.issubdtype(dtype, jnp.floating):
         dtype = jnp.result_type(float)
     b = b.astype(dtype)
-    x0 = jnp.zeros(n, dtype) if x0 is None else check_vector(x0, n, "x0").astype(dtype)
+    zero_start = x0 is None
+    x0 = jnp.zeros(n, dtype) if zero_start else check_vector(x0, n, "x0").astype(dtype)
     if M is not None:
         M = as_operator(M)
         if M.shape != (n, n):
@@ -110,17 +111,23 @@ def cg(
     if is_concrete(maxiter) and int(maxiter) < 0:
         raise ValueError(f"maxiter must be ≥ 0, got {maxiter}")
     result = _cg(A, b, M, x0, jnp.asarray(tol, dtype), jnp.asarray(atol, dtype),
-                 jnp.asarray(maxiter, jnp.int32))
+                 jnp.asarray(maxiter, jnp.int32), zero_start=zero_start)
     if throw and is_concrete(result.status):
         result.check()
     return result
 
 
-@partial(jax.jit, static_argnames=())
-def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter) -> CGResult:
+def _dots(lefts, rights) -> tuple:
+    """Re⟨uᵢ, vᵢ⟩ for pairs of flat vectors, as one stacked reduction."""
+    u, v = jnp.stack(lefts), jnp.stack(rights)
+    return tuple(jnp.sum(jnp.real(jnp.conj(u) * v), axis=1))
+
+
+@partial(jax.jit, static_argnames=("zero_start",))
+def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=False) -> CGResult:
     apply_M = (lambda r: r) if M is None else M.matvec
     dot = jnp.vdot
-    r0 = b - A.matvec(x0)
+    r0 = b if zero_start else b - A.matvec(x0)  # x0 = 0: no matvec for the first residual
     z0 = apply_M(r0)
     rz0 = dot(r0, z0)
     rnorm0 = jnp.linalg.norm(r0)
@@ -141,23 +148,24 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter) -> CGResult:
     def body(state):
         k, x, r, p, rz, rnorm, anorm, _ = state
         Ap = A.matvec(p)
-        pAp = dot(p, Ap)
+        # The inner products of each half-step as one stacked reduction: a separate kernel per
+        # reduction costs more than its arithmetic at moderate n on CPU.
+        pAp, pp, ApAp, xx = _dots((p, p, Ap, x), (Ap, p, Ap, x))
         curvature_ok = pAp > 0
         # Divide only by a positive denominator: a fixed budget never forms 0/0.
         alpha = rz / jnp.where(curvature_ok, pAp, 1)
         x_new = x + alpha * p
         r_new = r - alpha * Ap
-        rnorm_new = jnp.linalg.norm(r_new)
         z_new = apply_M(r_new)
-        rz_new = dot(r_new, z_new)
+        rr_new, rz_new = _dots((r_new, r_new), (r_new, z_new))
+        rnorm_new = jnp.sqrt(rr_new)
         beta = rz_new / jnp.where(rz > 0, rz, 1)
         p_new = z_new + beta * p
         # ‖A‖ ≥ ‖Ap‖/‖p‖; the residual cannot be resolved below eps·(‖b‖ + ‖A‖‖x‖).  There a
         # pᵀAp ≤ 0 or rᵀM⁻¹r ≤ 0 is rounding or underflow, not a property of A or M: stalled.
-        pnorm = jnp.linalg.norm(p)
-        anorm = jnp.maximum(anorm, jnp.linalg.norm(Ap) / jnp.where(pnorm > 0, pnorm, 1))
+        anorm = jnp.maximum(anorm, jnp.sqrt(ApAp / jnp.where(pp > 0, pp, 1)))
         anorm = jnp.where(jnp.isfinite(anorm), anorm, 0)
-        floor = 10 * eps * (bnorm + anorm * jnp.linalg.norm(x))
+        floor = 10 * eps * (bnorm + anorm * jnp.sqrt(xx))
         finite = jnp.isfinite(rnorm_new) & jnp.isfinite(rz_new) & jnp.isfinite(alpha)
         status = jnp.where(k + 1 >= maxiter, Status.MAX_ITERATIONS, _RUNNING)
         failed_m = jnp.where(rnorm_new <= floor, Status.STALLED, Status.BREAKDOWN)
