@@ -117,12 +117,6 @@ def cg(
     return result
 
 
-def _dots(lefts, rights) -> tuple:
-    """Re⟨uᵢ, vᵢ⟩ for pairs of flat vectors, as one stacked reduction."""
-    u, v = jnp.stack(lefts), jnp.stack(rights)
-    return tuple(jnp.sum(jnp.real(jnp.conj(u) * v), axis=1))
-
-
 @partial(jax.jit, static_argnames=("zero_start",))
 def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=False) -> CGResult:
     apply_M = (lambda r: r) if M is None else M.matvec
@@ -148,24 +142,24 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=False) ->
     def body(state):
         k, x, r, p, rz, rnorm, anorm, _ = state
         Ap = A.matvec(p)
-        # The inner products of each half-step as one stacked reduction: a separate kernel per
-        # reduction costs more than its arithmetic at moderate n on CPU.
-        pAp, pp, ApAp, xx = _dots((p, p, Ap, x), (Ap, p, Ap, x))
+        pAp = dot(p, Ap)
         curvature_ok = pAp > 0
         # Divide only by a positive denominator: a fixed budget never forms 0/0.
         alpha = rz / jnp.where(curvature_ok, pAp, 1)
         x_new = x + alpha * p
         r_new = r - alpha * Ap
+        rnorm_new = jnp.linalg.norm(r_new)
         z_new = apply_M(r_new)
-        rr_new, rz_new = _dots((r_new, r_new), (r_new, z_new))
-        rnorm_new = jnp.sqrt(rr_new)
+        rz_new = dot(r_new, z_new)
         beta = rz_new / jnp.where(rz > 0, rz, 1)
         p_new = z_new + beta * p
-        # ‖A‖ ≥ ‖Ap‖/‖p‖; the residual cannot be resolved below eps·(‖b‖ + ‖A‖‖x‖).  There a
+        # ‖A‖ ≥ |pᵀAp|/pᵀp; the residual cannot be resolved below eps·(‖b‖ + ‖A‖‖x‖).  There a
         # pᵀAp ≤ 0 or rᵀM⁻¹r ≤ 0 is rounding or underflow, not a property of A or M: stalled.
-        anorm = jnp.maximum(anorm, jnp.sqrt(ApAp / jnp.where(pp > 0, pp, 1)))
+        # (Rayleigh quotient |pᵀAp|/pᵀp ≤ ‖A‖: one more reduction instead of two norms)
+        pp = dot(p, p)
+        anorm = jnp.maximum(anorm, jnp.abs(pAp) / jnp.where(pp > 0, pp, 1))
         anorm = jnp.where(jnp.isfinite(anorm), anorm, 0)
-        floor = 10 * eps * (bnorm + anorm * jnp.sqrt(xx))
+        floor = 10 * eps * (bnorm + anorm * jnp.linalg.norm(x))
         finite = jnp.isfinite(rnorm_new) & jnp.isfinite(rz_new) & jnp.isfinite(alpha)
         status = jnp.where(k + 1 >= maxiter, Status.MAX_ITERATIONS, _RUNNING)
         failed_m = jnp.where(rnorm_new <= floor, Status.STALLED, Status.BREAKDOWN)
