@@ -153,9 +153,9 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=False) ->
         rz_new = dot(r_new, z_new)
         beta = rz_new / jnp.where(rz > 0, rz, 1)
         p_new = z_new + beta * p
-        # ‖A‖ ≥ |pᵀAp|/pᵀp; the residual cannot be resolved below eps·(‖b‖ + ‖A‖‖x‖).  There a
-        # pᵀAp ≤ 0 or rᵀM⁻¹r ≤ 0 is rounding or underflow, not a property of A or M: stalled.
-        # (Rayleigh quotient |pᵀAp|/pᵀp ≤ ‖A‖: one more reduction instead of two norms)
+        # ‖A‖ ≥ |pᵀAp|/pᵀp (one reduction; ‖Ap‖/‖p‖ would take two); the residual cannot be
+        # resolved below eps·(‖b‖ + ‖A‖‖x‖).  There a pᵀAp ≤ 0 or rᵀM⁻¹r ≤ 0 is rounding or
+        # underflow, not a property of A or M: stalled.
         pp = dot(p, p)
         anorm = jnp.maximum(anorm, jnp.abs(pAp) / jnp.where(pp > 0, pp, 1))
         anorm = jnp.where(jnp.isfinite(anorm), anorm, 0)

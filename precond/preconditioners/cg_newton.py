@@ -63,9 +63,9 @@ def hessian_linear_map(loss_fn: Callable, params, batch):
     """(g, v ↦ Hv) on flat vectors from one ``jax.linearize`` of the gradient.
 
     The gradient is linearized with respect to the parameter pytree and flattened outside the
-    linear map: linearizing through ``unravel`` puts its slices (and their transposes, pads) in
-    every product, measured ~17% slower per product on a 4k-parameter MLP."""
-    flat, unravel = ravel_pytree(params)
+    linear map: linearizing through ``unravel`` would put its slices (and, transposed, their
+    pads) into every product."""
+    _, unravel = ravel_pytree(params)
     g, hvp = jax.linearize(lambda p: jax.grad(loss_fn)(p, batch), params)
     return ravel_pytree(g)[0], lambda v: ravel_pytree(hvp(unravel(v)))[0]
 
@@ -76,7 +76,7 @@ def ggn_linear_map(model_fn: Callable, output_loss, params, batch):
     with respect to the parameter pytree, flattened outside (see ``hessian_linear_map``)."""
     loss = get_output_loss(output_loss)
     inputs, targets = batch
-    flat, unravel = ravel_pytree(params)
+    _, unravel = ravel_pytree(params)
     f, jvp = jax.linearize(lambda p: model_fn(p, inputs), params)
     vjp = jax.linear_transpose(jvp, params)
     g = ravel_pytree(vjp(jax.grad(loss.value)(f, targets))[0])[0]
