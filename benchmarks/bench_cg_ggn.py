@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ms", type=int, nargs="+", default=[10, 50])
     ap.add_argument("--N", type=int, nargs="+", default=[1024, 4096])
     ap.add_argument("--damping", type=float, default=1e-3)
-    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--repeats", type=int, default=40)
     args = ap.parse_args(argv)
     rows = [bench(m, N, args.damping, args.repeats) for N in args.N for m in args.ms]
     cmd = "python benchmarks/bench_cg_ggn.py " + " ".join(
