@@ -34,6 +34,19 @@ def time_call(fn: Callable[[], object], *, repeats: int = 5, warmup: bool = True
     return first, statistics.median(times), out
 
 
+def time_alternately(fa: Callable[[], object], fb: Callable[[], object], *, repeats: int
+                     ) -> tuple[float, float]:
+    """Median seconds of ``fa`` and of ``fb`` over ``repeats`` calls made alternately (a, b, a,
+    b, …), so that drifts of a shared machine's speed hit both alike.  Call after a warm-up."""
+    ta, tb = [], []
+    for _ in range(repeats):
+        for f, ts in ((fa, ta), (fb, tb)):
+            t0 = time.perf_counter()
+            block(f())
+            ts.append(time.perf_counter() - t0)
+    return statistics.median(ta), statistics.median(tb)
+
+
 def machine() -> str:
     """One line naming the device the numbers were measured on."""
     devices = jax.devices()

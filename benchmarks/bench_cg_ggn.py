@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 # One XLA thread for both libraries: on a 2-core machine a multi-threaded Eigen pool made single
@@ -31,7 +29,7 @@ jax.config.update("jax_enable_x64", True)
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import flax.linen as nn  # noqa: E402
-from _common import machine, time_call  # noqa: E402
+from _common import machine, time_alternately, time_call  # noqa: E402
 
 from precond.curvature import ggn_vector_product  # noqa: E402
 from precond.optim import cg_ggn, make_step  # noqa: E402
@@ -90,19 +88,12 @@ def bench(m: int, N: int, damping: float, repeats: int):
         ts = topt.init(TrainState.create(apply_fn=apply_fn, params=params))
         tstep = jax.jit(lambda s, b: topt.step(s, b))
         tb = {"data": batch}
-        c_o, t_o, (ts_new, _) = time_call(lambda: tstep(ts, tb), repeats=repeats)
-        # Interleave the two steps so that drifts of the machine's speed hit both alike; the
-        # reported times are the medians of these alternating calls.
-        tp, to = [], []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(step(params, state, batch))
-            tp.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            jax.block_until_ready(tstep(ts, tb))
-            to.append(time.perf_counter() - t0)
-        t_o = statistics.median(to)
-        row.update(t_step=statistics.median(tp))
+        # First call (compile) and a warm-up; the reported step times of both libraries are
+        # medians of alternating precond / opttx calls.
+        c_o, _, (ts_new, _) = time_call(lambda: tstep(ts, tb), repeats=1)
+        t_step, t_o = time_alternately(lambda: step(params, state, batch),
+                                       lambda: tstep(ts, tb), repeats=repeats)
+        row.update(t_step=t_step)
         diff = max(float(jnp.max(jnp.abs(a - b))) for a, b in
                    zip(jax.tree.leaves(new_params), jax.tree.leaves(ts_new.params), strict=True))
         scale = max(float(jnp.max(jnp.abs(a - b))) for a, b in

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import statistics
 import sys
 import time
 import traceback
@@ -33,7 +32,7 @@ import scipy.sparse.linalg as spla  # noqa: E402
 from jax import lax  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import block, machine, time_call  # noqa: E402
+from _common import block, machine, time_alternately, time_call  # noqa: E402
 
 from precond.cli.ridge import ridge_data  # noqa: E402
 from precond.linalg import DenseOperator, cg, from_matvec, nystrom_pcg  # noqa: E402
@@ -136,15 +135,9 @@ def per_iteration_times(form, data, b, d, lam, iters=300, repeats=11):
 
     block(run_cg(data, b))
     block(run_loop(data, b))
-    t_cg, t_mv = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        block(run_cg(data, b))
-        t_cg.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        block(run_loop(data, b))
-        t_mv.append(time.perf_counter() - t0)
-    return statistics.median(t_cg) / iters, statistics.median(t_mv) / iters
+    t_cg, t_mv = time_alternately(lambda: run_cg(data, b), lambda: run_loop(data, b),
+                                  repeats=repeats)
+    return t_cg / iters, t_mv / iters
 
 
 def fmt_t(t):
