@@ -21,7 +21,7 @@ from .problems import GLMProblem
 
 __all__ = ["StochasticResult", "Curvature", "Defaults", "resolve_defaults", "estimate_curvature",
            "run_epochs", "epoch_batches", "drive",
-           "check_lr", "learning_rate"]
+           "check_lr", "learning_rate", "positive_float"]
 
 # Cap on power-iteration steps for λ_max(P⁻¹H) (it usually stops much earlier, at 1e-3 relative).
 _POWER_STEPS = 50
@@ -77,7 +77,7 @@ def _positive_int(value, name, upper=None) -> int:
     return int(value)
 
 
-def _positive_float(value, name, allow_zero=False) -> float:
+def positive_float(value, name, allow_zero=False) -> float:
     try:
         v = float(value)
     except (TypeError, ValueError):
@@ -103,7 +103,7 @@ def resolve_defaults(problem: GLMProblem, *, batch_size, hessian_batch_size, ran
     bh = (max(int(np.sqrt(n)), 1) if hessian_batch_size is None
           else _positive_int(hessian_batch_size, "hessian_batch_size", n))
     r = min(10, d, bh) if rank is None else _positive_int(rank, "rank", d)
-    rho = float(problem.mu) if rho is None else _positive_float(rho, "rho", allow_zero=True)
+    rho = float(problem.mu) if rho is None else positive_float(rho, "rho", allow_zero=True)
     if refresh is None:
         refresh = 1 if problem.kind == "logistic" else 0
     elif isinstance(refresh, bool) or not isinstance(refresh, (int, np.integer)) or refresh < 0:
@@ -217,7 +217,8 @@ def run_epochs(
 
     ``init`` (jitted): (problem, x0) → (state, grad_evals); ``epoch`` (jitted, static
     ``batch_size``): (problem, state, curvature, hyper, key) → (state, grad_evals);
-    ``hyper_from``: L̂ → hyperparameter pytree; ``iterate``: state → x; ``curvature``: keyword
+    ``hyper_from``: (L̂, epoch index) → hyperparameter pytree, evaluated before every epoch
+    (cheap; a step-size schedule lives there); ``iterate``: state → x; ``curvature``: keyword
     arguments of :func:`estimate_curvature` (None = P⁻¹ = I, no estimate), refreshed every
     ``refresh`` epochs (0 = once).  Compilation happens ahead of time and is timed apart; the
     compiled functions are cached by jax, so a second run of the same shapes does not recompile.
@@ -226,7 +227,7 @@ def run_epochs(
     if key is None:
         raise TypeError("a jax.random key is required (e.g. jax.random.key(0)); precond draws "
                         "no hidden randomness")
-    tol = _positive_float(tol, "tol", allow_zero=True)
+    tol = positive_float(tol, "tol", allow_zero=True)
     if target is not None:
         target = float(target)
     dtype = problem.dtype
@@ -264,7 +265,7 @@ def run_epochs(
         elapsed += clock() - t0
     else:
         curv = Curvature(IdentityOperator(problem.d, dtype), jnp.asarray(jnp.nan, dtype))
-    hyper = hyper_from(curv.L)
+    hyper = hyper_from(curv.L, 0)
     t0 = clock()
     epoch_c = epoch.lower(problem, state, curv, hyper, key, batch_size=batch_size).compile()
     compile_time += clock() - t0
@@ -278,7 +279,7 @@ def run_epochs(
             t0 = clock()
             if curv_c is not None and k > 0 and refresh > 0 and k % refresh == 0:
                 curv = curv_c(problem, iterate(state), k_curv, rho)
-                hyper = hyper_from(curv.L)
+            hyper = hyper_from(curv.L, k)
             state, evals = jax.block_until_ready(epoch_c(problem, state, curv, hyper, k_epoch))
             elapsed += clock() - t0
             total_evals += int(evals)
@@ -320,7 +321,7 @@ def _progress_bar(progress: bool, name: str, epochs: int):
 
 def check_lr(lr) -> float | None:
     """None (estimate η = ½/L̂) or a positive finite learning rate."""
-    return None if lr is None else _positive_float(lr, "lr")
+    return None if lr is None else positive_float(lr, "lr")
 
 
 def drive(problem, *, name: str, sketchy: bool, epochs, key, batch_size, hessian_batch_size,
@@ -328,7 +329,8 @@ def drive(problem, *, name: str, sketchy: bool, epochs, key, batch_size, hessian
           make_hyper: Callable, iterate: Callable, lr_of: Callable) -> StochasticResult:
     """Resolve defaults and run :func:`run_epochs`.
 
-    ``make_hyper(L, lr, defaults, problem)`` → hyperparameter pytree (``lr`` None = from L̂).
+    ``make_hyper(L, lr, defaults, problem, epoch)`` → hyperparameter pytree of that epoch (``lr``
+    None = from L̂).
     Unpreconditioned methods with ``lr=None`` estimate L̂ = λ_max(H_S′ + μI) once at x₀; with a
     given ``lr`` they skip it.
     """
@@ -346,7 +348,7 @@ def drive(problem, *, name: str, sketchy: bool, epochs, key, batch_size, hessian
     return run_epochs(
         problem, epochs=epochs, key=key, x0=x0, init=init, epoch=epoch,
         batch_size=defaults.batch_size,
-        hyper_from=lambda L: make_hyper(L, lr, defaults, problem),
+        hyper_from=lambda L, k: make_hyper(L, lr, defaults, problem, k),
         iterate=iterate, curvature=curvature, refresh=every, lr_of=lr_of, tol=tol,
         target=target, progress=progress, name=name)
 

@@ -62,15 +62,16 @@ def _epoch(problem, state, curv, hp, key, *, batch_size):
     return state, evals
 
 
-def _hyper(L_hat, lr, defaults, problem):
-    """L = L̂ (or 1/(2·lr)), σ = μ/L, p = b_g/n, θ₂ = ½, θ₁ = min(½, √(2σ/(3p))),
-    η = θ₂/((1 + θ₂)θ₁) — the L-Katyusha parameters of Kovalev, Horváth and Richtárik with n
-    replaced by 1/p for minibatches, as PROMISE sets them from the same estimate L̂."""
+def _hyper(L_hat, lr, defaults, problem, epoch=0):
+    """L = L̂ (or 1/(2·lr)), σ = μ/L, p = b_g/n, θ₂ = ½, θ₁ = min(½, √(2nσ/3)),
+    η = θ₂/((1 + θ₂)θ₁) — L-Katyusha's parameters (Kovalev, Horváth, Richtárik) with the full n
+    in θ₁, as PROMISE's reference implementation sets them from the same estimate L̂ (see
+    :func:`sketchy_katyusha` for why n and not n/b_g = 1/p)."""
     L = L_hat if lr is None else jnp.asarray(0.5 / lr, problem.dtype)
     sigma = problem.mu / L
     p = jnp.asarray(defaults.batch_size / problem.n, problem.dtype)
     theta2 = jnp.asarray(0.5, problem.dtype)
-    theta1 = jnp.minimum(0.5, jnp.sqrt(2.0 * sigma / (3.0 * p)))
+    theta1 = jnp.minimum(0.5, jnp.sqrt(2.0 * problem.n * sigma / 3.0))
     theta1 = jnp.where(theta1 > 0, theta1, 0.5)  # μ = 0: no strong convexity to exploit
     eta = theta2 / ((1.0 + theta2) * theta1)
     return _KatyushaParams(L, sigma, theta1, theta2, eta, p)
@@ -97,10 +98,16 @@ def sketchy_katyusha(problem: GLMProblem, *, epochs: int, key: jax.Array,
     Parameters from the same estimate as the other methods: L = L̂ = λ_max(P⁻¹(H_S′ + μI))
     (``lr`` given: L = 1/(2·lr), so the reported learning rate is ½/L as elsewhere), σ = μ/L
     (the preconditioned strong convexity: P⁻¹'s scaling makes every direction keep curvature
-    ≥ μ), p = b_g/n, θ₂ = ½, θ₁ = min(½, √(2σ/(3p))), η = θ₂/((1 + θ₂)θ₁).  One epoch is ⌊n/b_g⌋
+    ≥ μ), p = b_g/n, θ₂ = ½, θ₁ = min(½, √(2nσ/3)), η = θ₂/((1 + θ₂)θ₁).  One epoch is ⌊n/b_g⌋
     steps: 2b_g gradient evaluations each plus n per snapshot update (≈ 3 data passes on
     average).  The reported iterate is y.  P⁻¹, the other defaults and the stopping rules are
     those of :func:`sketchy_sgd`.
+
+    θ₁ uses the full n, as PROMISE's reference code does, not the minibatch reading n/b_g = 1/p
+    of L-Katyusha's single-sample formula: the latter is √b_g (16×) smaller, so the mirror step
+    η/L = 1/(3θ₁L) is 16× longer, and with a small μ (nearly separable data) the z-sequence
+    then amplifies the minibatch noise — on KEEL mushroom (μ = 1.8e-6) it ran away (F − F* ≈ 1e5
+    after 50 epochs) where θ₁ = √(2nσ/3) reaches 1e-4 in 8–9 (docs/results/promise.md).
 
     References:
       Frangella, Rathore, Zhao, Udell, "PROMISE: Preconditioned stochastic optimization methods

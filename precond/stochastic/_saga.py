@@ -46,7 +46,7 @@ def _epoch(problem, state, curv, lr, key, *, batch_size):
     return state, jnp.int32(batches.size)
 
 
-def _hyper(L, lr, defaults, problem):
+def _hyper(L, lr, defaults, problem, epoch=0):
     return learning_rate(L, lr)
 
 

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import StochasticResult, drive, epoch_batches, learning_rate
+from ._common import StochasticResult, drive, epoch_batches, learning_rate, positive_float
 from .problems import GLMProblem
 
 __all__ = ["sketchy_sgd", "sgd"]
@@ -31,19 +31,23 @@ def _epoch(problem, w, curv, lr, key, *, batch_size):
     return w, jnp.int32(batches.size)
 
 
-def _hyper(L, lr, defaults, problem):
-    return learning_rate(L, lr)
+def _hyper(L, lr, defaults, problem, epoch=0, *, decay=1.0):
+    return learning_rate(L, lr) * decay**epoch
 
 
-def _run(problem, sketchy, name, **kw) -> StochasticResult:
+def _run(problem, sketchy, name, lr_decay, **kw) -> StochasticResult:
+    decay = positive_float(lr_decay, "lr_decay")
+    if decay > 1.0:
+        raise ValueError(f"lr_decay must be in (0, 1], got {decay}")
     return drive(problem, name=name, sketchy=sketchy, init=_init, epoch=_epoch,
-                 make_hyper=_hyper, iterate=lambda w: w, lr_of=lambda lr: lr, **kw)
+                 make_hyper=partial(_hyper, decay=decay), iterate=lambda w: w,
+                 lr_of=lambda lr: lr, **kw)
 
 
 def sketchy_sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | None = None,
                 hessian_batch_size: int | None = None, rank: int | None = None,
                 rho: float | None = None, refresh: int | None = None, lr: float | None = None,
-                x0=None, tol: float = 1e-10, target: float | None = None,
+                lr_decay: float = 1.0, x0=None, tol: float = 1e-10, target: float | None = None,
                 progress: bool = False) -> StochasticResult:
     """SketchySGD with PROMISE's default hyperparameters.
 
@@ -60,8 +64,12 @@ def sketchy_sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size:
     form), so the damping that PROMISE's NySSN default adds beyond μ on the unsketched
     directions (≈ λ̂_r) is already built in; a larger ρ only blunts the preconditioner.
 
-    With a constant η SGD converges linearly to a noise ball whose radius scales with η and the
-    gradient noise, not to the optimum — use the variance-reduced methods for high accuracy.
+    ``lr_decay`` γ ∈ (0, 1]: epoch k (from 0) uses γᵏη (geometric step decay).  The default γ = 1
+    is the constant step of SketchySGD and PROMISE: it converges linearly to a noise ball whose
+    radius scales with η·(gradient variance)/b_g, not to the optimum, and no schedule without a
+    problem-dependent constant removes that floor at SAGA's linear rate (γ < 1 trades a lower
+    floor for a slower contraction; SGD's best rate is O(1/k)).  For high accuracy use the
+    variance-reduced methods, which reach the optimum with the same defaults.
     Each epoch (⌊n/b_g⌋ steps over a random reshuffle) is one compiled ``lax.scan``.  Stops
     early when ‖∇F‖ ≤ ``tol``·max(1, ‖∇F(x₀)‖) or F ≤ ``target``; a non-finite objective stops
     the run with ``Status.DIVERGED``.  ``progress=True`` shows a rich progress bar.
@@ -79,18 +87,18 @@ def sketchy_sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size:
       Frangella, Rathore, Zhao, Udell, "SketchySGD: reliable stochastic optimization via
       randomized curvature estimates", SIAM J. Math. Data Sci. 2024.
     """
-    return _run(problem, True, "SketchySGD", epochs=epochs, key=key, batch_size=batch_size,
-                hessian_batch_size=hessian_batch_size, rank=rank, rho=rho, refresh=refresh,
-                lr=lr, x0=x0, tol=tol, target=target, progress=progress)
+    return _run(problem, True, "SketchySGD", lr_decay, epochs=epochs, key=key,
+                batch_size=batch_size, hessian_batch_size=hessian_batch_size, rank=rank, rho=rho,
+                refresh=refresh, lr=lr, x0=x0, tol=tol, target=target, progress=progress)
 
 
 def sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | None = None,
-        hessian_batch_size: int | None = None, lr: float | None = None, x0=None,
-        tol: float = 1e-10, target: float | None = None,
+        hessian_batch_size: int | None = None, lr: float | None = None, lr_decay: float = 1.0,
+        x0=None, tol: float = 1e-10, target: float | None = None,
         progress: bool = False) -> StochasticResult:
-    """Minibatch SGD, w ← w − η ∇F_B(w); ``lr=None`` uses η = ½ / λ_max(H_S′ + μI) estimated
-    once at x₀ (b_H = ``hessian_batch_size`` samples).  Same loop and result as
+    """Minibatch SGD, w ← w − γᵏη ∇F_B(w) in epoch k; ``lr=None`` uses η = ½ / λ_max(H_S′ + μI)
+    estimated once at x₀ (b_H = ``hessian_batch_size`` samples).  Same loop and result as
     :func:`sketchy_sgd` with P = I."""
-    return _run(problem, False, "SGD", epochs=epochs, key=key, batch_size=batch_size,
+    return _run(problem, False, "SGD", lr_decay, epochs=epochs, key=key, batch_size=batch_size,
                 hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None,
                 lr=lr, x0=x0, tol=tol, target=target, progress=progress)

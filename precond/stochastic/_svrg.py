@@ -34,7 +34,7 @@ def _epoch(problem, w, curv, lr, key, *, batch_size):
     return w, jnp.int32(problem.n + 2 * batches.size)
 
 
-def _hyper(L, lr, defaults, problem):
+def _hyper(L, lr, defaults, problem, epoch=0):
     return learning_rate(L, lr)
 
 
