@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from sklearn import linear_model, svm
 
 from precond.composite import (
+    data_operator,
     elastic_net,
     l1_logistic,
     lasso,
@@ -26,6 +27,7 @@ from precond.composite import (
     svm_dual,
     svm_intercept,
 )
+from precond.composite.problems import CenteredOperator, dense_gram
 from precond.linalg import Status
 
 N, D = 256, 32
@@ -74,15 +76,18 @@ def test_box_hyperplane_projection_is_the_projection(seed):
         assert (v - z) @ (w - z) <= 1e-8
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_lasso_objective_and_sparsity_match_sklearn(sparse):
+@pytest.mark.parametrize("sparse,x_solver", [(False, "auto"), (False, "pcg"), (True, "auto")])
+def test_lasso_objective_and_sparsity_match_sklearn(sparse, x_solver):
     X, y, _ = _data()
     alpha = 0.05
     ref = linear_model.Lasso(alpha=alpha, tol=1e-12, max_iter=100_000).fit(X, y)
     Xin = sp.csr_matrix(X) if sparse else X
     problem = lasso(Xin, y, alpha * N, fit_intercept=True)
-    res = nysadmm(problem, tol=1e-10, **KW)
+    res = nysadmm(problem, tol=1e-10, x_solver=x_solver, **KW)
     assert res.converged and res.status == Status.CONVERGED
+    # "auto": the dense-Gram Cholesky x-step for dense data with d ≤ n, Nyström PCG for sparse.
+    assert res.x_solver == ("pcg" if sparse or x_solver == "pcg" else "cholesky")
+    assert (res.cg_iterations == 0) == (res.x_solver == "cholesky")
     z = np.asarray(res.z)
     c = float(problem.intercept(res.z))
 
@@ -193,3 +198,70 @@ def test_bad_input_raises():
         nysadmm(problem, rho=-1.0, key=jax.random.key(0))
     with pytest.raises(TypeError, match="key"):
         nysadmm(problem, key=None)
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.integers(1, 40), st.integers(1, 12), st.booleans(), st.integers(0, 10_000))
+def test_dense_gram_equals_dense_reference(m, d, centered, seed):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((m, d))
+    w = rng.uniform(0, 2, m) * (rng.uniform(size=m) > 0.2)
+    A = data_operator(X)
+    M = X
+    if centered:
+        mean = rng.standard_normal(d)
+        A, M = CenteredOperator(A, jnp.asarray(mean)), X - mean
+    G = np.asarray(dense_gram(A, jnp.asarray(w)))
+    np.testing.assert_allclose(G, M.T @ (w[:, None] * M), atol=1e-12 * (1 + np.abs(M).max()**2 * m))
+    np.testing.assert_array_equal(G, G.T)
+
+
+def test_dense_gram_blocked_path_equals_dense_reference():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 1030))  # 4 column blocks, the last one short
+    w = rng.uniform(0, 2, 60)
+    G = np.asarray(dense_gram(data_operator(X), jnp.asarray(w)))
+    np.testing.assert_allclose(G, X.T @ (w[:, None] * X), atol=1e-11)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cholesky_x_step_equals_pcg_and_its_criterion_is_exact(weighted):
+    X, y, _ = _data(5)
+    sw = np.random.default_rng(1).uniform(0.2, 3.0, N) if weighted else None
+    problem = elastic_net(X, y, 8.0, 2.0, fit_intercept=True, sample_weight=sw)
+    chol = nysadmm(problem, tol=1e-10, x_solver="cholesky", **KW)
+    pcg = nysadmm(problem, tol=1e-10, x_solver="pcg", **KW)
+    assert chol.converged and pcg.converged and chol.x_solver == "cholesky"
+    f = lambda z: float(problem.objective(z))  # noqa: E731
+    assert _rel(f(chol.z), f(pcg.z)) < 1e-9
+    # The ℝᵈ criterion (with the ‖w(Az − b)‖ branch for non-0/1 weights) is the problem's own.
+    assert chol.criterion == pytest.approx(float(problem.criterion(chol.z)), rel=1e-6)
+    assert chol.criterion <= 1e-10
+
+
+def test_cholesky_x_step_with_rho_changes_matches_sklearn():
+    X, y, _ = _data(6)
+    alpha = 0.02
+    ref = linear_model.Lasso(alpha=alpha, tol=1e-12, max_iter=100_000).fit(X, y)
+    problem = lasso(X, y, alpha * N, fit_intercept=True)
+    res = nysadmm(problem, tol=1e-10, rho=1e-3, x_solver="cholesky", **KW)  # far too small ρ
+    assert res.converged
+    assert len(np.unique(np.asarray(res.history.rho))) > 1  # ρ adapted (and L⁻¹ refactored)
+    obj = lambda w, c: 0.5 / N * np.sum((y - X @ w - c) ** 2) + alpha * np.abs(w).sum()  # noqa
+    assert _rel(obj(np.asarray(res.z), float(problem.intercept(res.z))),
+                obj(ref.coef_, ref.intercept_)) < 1e-6
+
+
+def test_x_solver_choice_and_errors():
+    X, y, _ = _data()
+    yb = np.where(y > np.median(y), 1.0, -1.0)
+    with pytest.raises(ValueError, match="x_solver must be"):
+        nysadmm(lasso(X, y, 1.0), x_solver="lu", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="needs a least-squares"):
+        nysadmm(l1_logistic(X, yb, 1.0), x_solver="cholesky", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="needs a least-squares"):
+        nysadmm(lasso(sp.csr_matrix(X), y, 1.0), x_solver="cholesky", key=jax.random.key(0))
+    wide = lasso(X[:20], y[:20], 1.0)  # d > n: the Gram would be larger than the data
+    assert nysadmm(wide, max_iter=2, rank=32, key=jax.random.key(0)).x_solver == "pcg"
+    assert nysadmm(lasso(X, y, 1.0), max_iter=2, rank=32, gram_max_dim=16,
+                   key=jax.random.key(0)).x_solver == "pcg"
