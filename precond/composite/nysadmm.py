@@ -13,7 +13,14 @@ from jax.scipy.linalg import solve_triangular
 from precond.linalg import NystromPreconditioner, SolverError, Status, cg, nystrom
 
 from .losses import SquaredLoss
-from .problems import LossProblem, dense_gram, has_dense_gram
+from .problems import (
+    LossProblem,
+    QuadraticProblem,
+    dense_gram,
+    dense_quadratic,
+    has_dense_gram,
+    has_dense_quadratic,
+)
 
 __all__ = ["ADMMHistory", "ADMMResult", "nysadmm"]
 
@@ -110,9 +117,11 @@ def nysadmm(
     not) the Gram matrix G = AᵀWA (d, d) and c = AᵀWb are formed once (one GEMM, n·d² work) and
     every x-step is an exact solve with the Cholesky factor of G + ρI, refactored (d³/3) only when
     ρ changes; the whole iteration, stopping criterion included, then works in ℝᵈ and never
-    touches A again.  "auto" picks "cholesky" when it applies and d ≤ min(n, ``gram_max_dim``)
-    (forming G costs as much as ~d/2 products with A but runs at BLAS-3 speed, while ADMM with
-    PCG needs hundreds of such products), else "pcg".  ``result.x_solver`` says which ran;
+    touches A again.  For a QuadraticProblem (SVM dual) G = Q formed explicitly (a dense RBF
+    kernel, or XXᵀ for a linear kernel of dense X) and c = −q.  "auto" picks "cholesky" when it
+    applies and d ≤ ``gram_max_dim`` (and d ≤ n for data problems: forming G costs as much as
+    ~d/2 products with A but runs at BLAS-3 speed, while ADMM with PCG needs hundreds of such
+    products), else "pcg".  ``result.x_solver`` says which ran;
     ``cg_iterations`` is 0 for "cholesky".
 
     Stopping (``stopping``): "boyd" — r_p ≤ √d·eps_abs + eps_rel·max(‖x‖, ‖z‖) and
@@ -157,14 +166,20 @@ def nysadmm(
         raise ValueError(f"rho must be a number > 0 or 'auto', got {rho!r}")
     if x_solver not in ("auto", "pcg", "cholesky"):
         raise ValueError(f"x_solver must be 'auto', 'pcg' or 'cholesky', got {x_solver!r}")
-    gram_ok = (isinstance(problem, LossProblem) and problem.quadratic
-               and isinstance(problem.loss, SquaredLoss) and has_dense_gram(problem.A))
+    if isinstance(problem, QuadraticProblem):
+        gram_ok = has_dense_quadratic(problem.Q)
+        small = d <= int(gram_max_dim)
+    else:
+        gram_ok = (isinstance(problem, LossProblem) and problem.quadratic
+                   and isinstance(problem.loss, SquaredLoss) and has_dense_gram(problem.A))
+        small = d <= min(problem.A.shape[0], int(gram_max_dim))
     if x_solver == "cholesky" and not gram_ok:
         raise ValueError("x_solver='cholesky' needs a least-squares LossProblem on dense data "
-                         "(lasso, elastic_net, box_least_squares of an array)")
+                         "(lasso, elastic_net, box_least_squares of an array) or a "
+                         "QuadraticProblem whose Q can be formed (dense, RBF ≤ dense_max or "
+                         "linear kernel of dense data)")
     if x_solver == "auto":
-        x_solver = ("cholesky" if gram_ok and d <= min(problem.A.shape[0], int(gram_max_dim))
-                    else "pcg")
+        x_solver = "cholesky" if gram_ok and small else "pcg"
     if stopping == "auto":
         least_squares = isinstance(problem, LossProblem) and isinstance(problem.loss, SquaredLoss)
         stopping = "natural" if least_squares else "boyd"
@@ -311,18 +326,22 @@ def _pcg_parts(problem, key, rho0, dtype, *, rank, sketch_every, cg_maxiter):
 
 
 def _cholesky_parts(problem, rho0, dtype):
-    """x-step (G + ρI)x = ρ(z − u) + c by Cholesky, G = AᵀWA and c = AᵀWb formed once.
+    """x-step (G + ρI)x = ρ(z − u) + c by Cholesky, G = AᵀWA and c = AᵀWb (or G = Q, c = −q)
+    formed once.
 
     The loop's aux state is L⁻¹ for the lower Cholesky factor L of G + ρI, so an x-step is two
     GEMVs, x = L⁻ᵀ(L⁻¹r) (XLA's CPU triangular solve of one vector ran ~10× slower than a GEMV
     here); it is recomputed (d³/3 + d³/3 work) only when ρ changes."""
-    A, w, b = problem.A, problem.loss.weights, problem.loss.target
     d = problem.dim
-    G = dense_gram(A, w)
-    c = A.T.matvec(w * b)
-    beta = jnp.vdot(w, b * b)
-    binary = jnp.all(w * (w - 1) == 0)  # then ‖w(Az − b)‖² = zᵀGz − 2cᵀz + bᵀWb
     eye = jnp.eye(d, dtype=dtype)
+    if isinstance(problem, QuadraticProblem):
+        G, c = dense_quadratic(problem.Q), -problem.q
+    else:
+        A, w, b = problem.A, problem.loss.weights, problem.loss.target
+        G = dense_gram(A, w)
+        c = A.T.matvec(w * b)
+        beta = jnp.vdot(w, b * b)
+        binary = jnp.all(w * (w - 1) == 0)  # then ‖w(Az − b)‖² = zᵀGz − 2cᵀz + bᵀWb
     if rho0 is None:
         rho = jnp.maximum(jnp.trace(G) / d, jnp.finfo(dtype).tiny)  # mean eigenvalue of G
     else:
@@ -336,9 +355,11 @@ def _cholesky_parts(problem, rho0, dtype):
         return (Linv @ (rho * (z - u) + c)) @ Linv, jnp.int32(0), Linv
 
     def criterion(z):
-        # LossProblem.criterion in ℝᵈ: ∇f(z) = Gz − c, ∇ℓ(Az) = w(Az − b).
+        # The problem's criterion from G: ∇f(z) = Gz − c, and ∇ℓ(Az) = w(Az − b) for a loss.
         grad = G @ z - c
         step = z - problem.reg.prox(z - grad, 1.0)
+        if isinstance(problem, QuadraticProblem):
+            return jnp.linalg.norm(step) / (1.0 + jnp.linalg.norm(z) + jnp.linalg.norm(grad))
         res = lax.cond(binary,
                        lambda: jnp.sqrt(jnp.maximum(jnp.vdot(z, grad) - jnp.vdot(c, z) + beta,
                                                     0.0)),

@@ -534,6 +534,28 @@ def dense_gram(A, w) -> jax.Array:
     return 0.5 * (G + G.T)  # exactly symmetric (the diagonal blocks are not, by rounding)
 
 
+def has_dense_quadratic(Q) -> bool:
+    """Whether :func:`dense_quadratic` can form Q explicitly (a dense matrix, or diag(y)K diag(y)
+    with K a dense or linear kernel on dense data)."""
+    if isinstance(Q, LabeledOperator):
+        Q = Q.K
+    if isinstance(Q, GramOperator):
+        return has_dense_gram(Q.A)
+    return isinstance(Q, DenseOperator)
+
+
+def dense_quadratic(Q) -> jax.Array:
+    """Q (n, n) as an explicit matrix: diag(y)K diag(y) for a LabeledOperator, K = BᵀWB formed by
+    :func:`dense_gram` for a linear kernel (n²·p work), a DenseOperator's own matrix."""
+    labels = None
+    if isinstance(Q, LabeledOperator):
+        Q, labels = Q.K, Q.labels
+    K = dense_gram(Q.A, Q.weights) if isinstance(Q, GramOperator) else Q.matrix
+    if labels is not None:
+        K = labels[:, None] * K * labels[None, :]
+    return K
+
+
 def _symmetric_gram(WM, M):
     """WMᵀM for symmetric WMᵀM, by column blocks: only the blocks on and above the diagonal are
     multiplied (about (1 + 1/nb)/2 of the GEMM work for nb blocks), the rest are transposes."""

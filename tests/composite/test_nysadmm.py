@@ -19,6 +19,7 @@ from precond.composite import (
     elastic_net,
     l1_logistic,
     lasso,
+    linear_kernel,
     nonnegative_least_squares,
     nysadmm,
     project_box_hyperplane,
@@ -27,7 +28,7 @@ from precond.composite import (
     svm_dual,
     svm_intercept,
 )
-from precond.composite.problems import CenteredOperator, dense_gram
+from precond.composite.problems import CenteredOperator, dense_gram, dense_quadratic
 from precond.linalg import Status
 
 N, D = 256, 32
@@ -265,3 +266,28 @@ def test_x_solver_choice_and_errors():
     assert nysadmm(wide, max_iter=2, rank=32, key=jax.random.key(0)).x_solver == "pcg"
     assert nysadmm(lasso(X, y, 1.0), max_iter=2, rank=32, gram_max_dim=16,
                    key=jax.random.key(0)).x_solver == "pcg"
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "linear"])
+def test_svm_dual_cholesky_equals_pcg_and_libsvm(kernel):
+    X, y, _ = _data(3)
+    yb = np.where(y > np.median(y), 1.0, -1.0)
+    C = 1.0
+    K = rbf_kernel(X, 0.02) if kernel == "rbf" else linear_kernel(X)
+    problem = svm_dual(K, yb, C)
+    Kd = np.exp(-0.02 * ((X[:, None] - X[None]) ** 2).sum(-1)) if kernel == "rbf" else X @ X.T
+    np.testing.assert_allclose(np.asarray(dense_quadratic(problem.Q)),
+                               yb[:, None] * Kd * yb[None], atol=1e-10)
+    # The linear-kernel dual (rank-32 Q, n = 256) converges slowly under ADMM with either x-step.
+    chol = nysadmm(problem, tol=1e-9 if kernel == "rbf" else 1e-6, x_solver="auto", **KW)
+    assert chol.x_solver == "cholesky" and chol.converged
+    ref = svm.SVC(C=C, kernel=kernel, gamma=0.02, tol=1e-10).fit(X, yb)
+    a = np.zeros(N)
+    a[ref.support_] = np.abs(ref.dual_coef_[0])
+    assert _rel(float(problem.objective(chol.z)), float(problem.objective(a))) < 1e-6
+    assert abs(float(jnp.vdot(problem.Q.labels, chol.z))) < 1e-8
+    pcg = nysadmm(problem, tol=1e-9 if kernel == "rbf" else 1e-6, x_solver="pcg", **KW)
+    assert _rel(float(problem.objective(chol.z)), float(problem.objective(pcg.z))) < 1e-8
+    # A kernel applied block by block (never formed) keeps the PCG x-step.
+    big = svm_dual(rbf_kernel(X, 0.02, dense_max=10), yb, C)
+    assert nysadmm(big, max_iter=2, rank=32, key=jax.random.key(0)).x_solver == "pcg"
