@@ -42,8 +42,9 @@ class ElasticNet(_LinearRegressor):
 
     solved as NysADMM on ½‖·‖² + nα(…) with X and y centered implicitly (sparse X stays
     sparse).  ``tol`` is seed 004's natural-residual tolerance (not sklearn's duality gap);
-    ``rank`` the Nyström sketch size; ``rho`` NysADMM's initial penalty.  ``coef_`` is the
-    prox iterate, so it is exactly sparse.
+    ``rank`` the Nyström sketch size (used by the PCG x-step: sparse X, or more columns than
+    rows; dense X with d ≤ min(n, 4096) takes nysadmm's Cholesky x-step on the Gram matrix);
+    ``rho`` NysADMM's initial penalty.  ``coef_`` is the prox iterate, so it is exactly sparse.
     """
 
     def __init__(self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, max_iter=2000,

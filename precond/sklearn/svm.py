@@ -25,8 +25,11 @@ class SVC(ClassifierMixin, BaseEstimator):
     yᵀα = 0 stays in the prox (projection onto box ∩ hyperplane); the intercept is recovered from
     the free support vectors as LIBSVM does.  K is the RBF kernel exp(−γ‖x − x'‖²) (γ is
     ``gamma``: "scale" = 1/(d·Var X), "auto" = 1/d, or a number) or the linear kernel XXᵀ,
-    applied as X(Xᵀv) and never formed; an RBF kernel is formed only for n ≤ 4000 and applied
-    block by block above that.  ``tol`` is the Boyd eps_abs = eps_rel tolerance.
+    applied as X(Xᵀv) (formed only as said below); an RBF kernel is formed only for n ≤ 4000
+    and applied block by block above that.  ``tol`` is the Boyd eps_abs = eps_rel tolerance.
+    When Q can be formed and n ≤ 4096 (a formed RBF kernel, or a linear kernel of dense X)
+    nysadmm's x-step is a Cholesky solve with Q + ρI and ``rank`` is unused; otherwise it is
+    Nyström PCG of rank ``rank``.
     """
 
     def __init__(self, C=1.0, *, kernel="rbf", gamma="scale", max_iter=2000, tol=1e-6, rank=50,
