@@ -42,6 +42,7 @@ from precond.problems.data import (  # noqa: E402
 )
 
 GAP_TARGET = 1e-4  # "same objective tolerance": relative gap to the best objective found
+RLAOPT_CAP = 400  # rlaopt ADMM iterations (≈ 0.07–0.09 s each at these sizes, idle Xeon)
 
 
 def _timed_once(fn):
@@ -62,8 +63,8 @@ def _precond(build, **kw):
 
 
 def _rlaopt_lasso(X, y, alpha, tol):
-    """rlaopt 0.1.0 ADMM on (LinearRegression + α‖β‖₁), float32, capped at 50 iterations (it took
-    151 s for 500 iterations on a 600×200 lasso here, so the cap keeps the run in budget)."""
+    """rlaopt 0.1.0 ADMM on (LinearRegression + α‖β‖₁), float32, capped at RLAOPT_CAP
+    iterations."""
     import torch
     from rlaopt.atoms import L1Norm, LinearRegression
     from rlaopt.data import DataLoader, Dataset
@@ -75,7 +76,7 @@ def _rlaopt_lasso(X, y, alpha, tol):
     obj = LinearRegression(beta, dl, fit_intercept=False) + L1Norm(beta, scaling=alpha)
     solver = ADMM(obj, ADMMConfig())
     t, res = _timed_once(lambda: solver.solve(stopping_criteria=ADMMStoppingCriteria(
-        eps_abs=tol, eps_rel=tol, max_iters=50)))
+        eps_abs=tol, eps_rel=tol, max_iters=RLAOPT_CAP)))
     vals = res.variable_values
     b = np.asarray(vals[list(vals.keys())[0]].detach().numpy(), dtype=np.float64)
     return dict(time=t, compile=0.0, iters=int(res.num_iters), z=b,
@@ -84,8 +85,8 @@ def _rlaopt_lasso(X, y, alpha, tol):
 
 def _rlaopt_logistic(X, yb, C, tol):
     """rlaopt 0.1.0 ADMM on LogisticRegression (mean cross-entropy, intercept) + ‖w‖₁/(Cn), the
-    same minimizer as C·Σlog(1 + e^(−y(xᵀw + c))) + ‖w‖₁; float32, capped at 50 iterations as
-    the lasso."""
+    same minimizer as C·Σlog(1 + e^(−y(xᵀw + c))) + ‖w‖₁; float32, capped at RLAOPT_CAP
+    iterations as the lasso."""
     import torch
     from rlaopt.atoms import L1Norm, LogisticRegression
     from rlaopt.data import DataLoader, Dataset
@@ -99,7 +100,7 @@ def _rlaopt_logistic(X, yb, C, tol):
     obj = LogisticRegression(beta, dl, fit_intercept=True) + L1Norm(beta, scaling=1.0 / (C * n))
     solver = ADMM(obj, ADMMConfig())
     t, res = _timed_once(lambda: solver.solve(stopping_criteria=ADMMStoppingCriteria(
-        eps_abs=tol, eps_rel=tol, max_iters=50)))
+        eps_abs=tol, eps_rel=tol, max_iters=RLAOPT_CAP)))
     vals = {k: np.asarray(v.detach().numpy(), dtype=np.float64).ravel()
             for k, v in res.variable_values.items()}
     c = next(v[0] for k, v in vals.items() if "intercept" in k)
@@ -253,8 +254,10 @@ def _write(args, rows, total):
         f"Machine: {machine()}", "",
         "Time = solve seconds (precond: compiled run; compile time apart). Gap = relative "
         f"objective gap to the best objective any solver reached (target ≤ {GAP_TARGET:g}). "
-        "Ratio = baseline time / this solver's time (> 1: faster than the baseline); vs rlaopt "
-        "uses rlaopt's time for its capped, unconverged run, so it understates precond's lead.",
+        "Ratio = baseline time / this solver's time (> 1: faster than the baseline); rlaopt runs "
+        f"stop at a {RLAOPT_CAP}-iteration cap, so where its gap is above the target its ratio "
+        "compares precond's time to the tolerance with rlaopt's time to the cap (a lower bound "
+        "on the true ratio).",
         "",
         "| problem | solver | time (s) | compile (s) | iterations | gap | ratio vs sklearn | "
         "ratio vs rlaopt | notes |",
@@ -269,10 +272,17 @@ def _write(args, rows, total):
             ok = ratio >= 2 and gap <= GAP_TARGET
             line = (f"- {r[0]}: {r[6]} vs scikit-learn at gap {r[5]} — target ≥ 2× "
                     f"{'MET' if ok else 'MISSED'}")
-            if r[7] != "—":
+            rl = next((q for q in rows if q[0] == r[0] and q[1] == "rlaopt 0.1.0 ADMM"), None)
+            if r[7] != "—" and rl is not None and float(rl[5]) <= GAP_TARGET:
                 rl_ok = float(r[7].rstrip("×")) >= 2 and gap <= GAP_TARGET
-                line += (f"; {r[7]} vs rlaopt's capped run — target ≥ 2× "
-                         f"{'MET' if rl_ok else 'MISSED'}")
+                line += f"; {r[7]} vs rlaopt — target ≥ 2× {'MET' if rl_ok else 'MISSED'}"
+            elif r[7] != "—":
+                # rlaopt's time to the tolerance is more than its time to the cap.
+                lower = float(r[7].rstrip("×"))
+                verdict = "MET" if lower >= 2 and gap <= GAP_TARGET else "UNDECIDED"
+                line += (f"; vs rlaopt ≥ {r[7]} — target ≥ 2× {verdict}: rlaopt stopped at its "
+                         f"{RLAOPT_CAP}-iteration cap after {rl[2]} s at gap {rl[5]} "
+                         f"(> {GAP_TARGET:g}), so its time to the tolerance is longer")
             else:
                 line += "; vs rlaopt: no rlaopt run (see its row)"
             lines.append(line + ".")
