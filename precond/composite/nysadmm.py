@@ -186,7 +186,10 @@ def nysadmm(
     rank = min(rank, d)
     eps_abs = tol if eps_abs is None else eps_abs
     eps_rel = tol if eps_rel is None else eps_rel
-    out = _nysadmm(problem, key, None if isinstance(rho, str) else float(rho), float(tol),
+    # The Gram system is formed here, outside the jitted loop, so that concrete CPU data takes
+    # the host BLAS (see problems._host_gram); under an outer jit it is XLA's GEMM as before.
+    gram = _gram_system(problem) if x_solver == "cholesky" else None
+    out = _nysadmm(problem, gram, key, None if isinstance(rho, str) else float(rho), float(tol),
                    float(eps_abs), float(eps_rel), float(relaxation), jnp.int32(max_iter),
                    hist_len=_history_length(max_iter), rank=rank, stopping=stopping,
                    sketch_every=int(sketch_every),
@@ -210,13 +213,13 @@ def _history_length(max_iter: int) -> int:
 
 @partial(jax.jit, static_argnames=("hist_len", "rank", "stopping", "sketch_every", "adapt_rho",
                                    "cg_maxiter", "x_solver"))
-def _nysadmm(problem, key, rho0, tol, eps_abs, eps_rel, alpha, max_iter, *, hist_len, rank,
+def _nysadmm(problem, gram, key, rho0, tol, eps_abs, eps_rel, alpha, max_iter, *, hist_len, rank,
              stopping, sketch_every, adapt_rho, cg_maxiter, x_solver):
     d = problem.dim
     dtype = _dtype(problem)
     tiny = jnp.finfo(dtype).tiny
     if x_solver == "cholesky":
-        xstep, criterion, refactor, rho, aux = _cholesky_parts(problem, rho0, dtype)
+        xstep, criterion, refactor, rho, aux = _cholesky_parts(problem, gram, rho0, dtype)
     else:
         xstep, criterion, refactor, rho, aux = _pcg_parts(problem, key, rho0, dtype, rank=rank,
                                                           sketch_every=sketch_every,
@@ -325,21 +328,27 @@ def _pcg_parts(problem, key, rho0, dtype, *, rank, sketch_every, cg_maxiter):
     return xstep, problem.criterion, refactor, rho, approx
 
 
-def _cholesky_parts(problem, rho0, dtype):
-    """x-step (G + ρI)x = ρ(z − u) + c by Cholesky, G = AᵀWA and c = AᵀWb (or G = Q, c = −q)
-    formed once.
+def _gram_system(problem):
+    """(G, c) of the x-step (G + ρI)x = ρ(z − u) + c: G = AᵀWA, c = AᵀWb for least squares,
+    G = Q, c = −q for a quadratic problem (one GEMM, formed once)."""
+    if isinstance(problem, QuadraticProblem):
+        return dense_quadratic(problem.Q), -problem.q
+    A, w, b = problem.A, problem.loss.weights, problem.loss.target
+    return dense_gram(A, w), A.T.matvec(w * b)
+
+
+def _cholesky_parts(problem, gram, rho0, dtype):
+    """x-step (G + ρI)x = ρ(z − u) + c by Cholesky, with (G, c) = ``gram`` from
+    :func:`_gram_system`.
 
     The loop's aux state is L⁻¹ for the lower Cholesky factor L of G + ρI, so an x-step is two
     GEMVs, x = L⁻ᵀ(L⁻¹r) (XLA's CPU triangular solve of one vector ran ~10× slower than a GEMV
     here); it is recomputed (d³/3 + d³/3 work) only when ρ changes."""
     d = problem.dim
     eye = jnp.eye(d, dtype=dtype)
-    if isinstance(problem, QuadraticProblem):
-        G, c = dense_quadratic(problem.Q), -problem.q
-    else:
+    G, c = gram
+    if not isinstance(problem, QuadraticProblem):
         A, w, b = problem.A, problem.loss.weights, problem.loss.target
-        G = dense_gram(A, w)
-        c = A.T.matvec(w * b)
         beta = jnp.vdot(w, b * b)
         binary = jnp.all(w * (w - 1) == 0)  # then ‖w(Az − b)‖² = zᵀGz − 2cᵀz + bᵀWb
     if rho0 is None:

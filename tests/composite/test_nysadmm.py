@@ -201,9 +201,17 @@ def test_bad_input_raises():
         nysadmm(problem, key=None)
 
 
+def _gram(A, w, traced):
+    """dense_gram eagerly (concrete CPU data: the host BLAS) or under jit (XLA's GEMM)."""
+    if traced:
+        return np.asarray(jax.jit(dense_gram)(A, w))
+    return np.asarray(dense_gram(A, w))
+
+
 @settings(max_examples=20, deadline=None)
-@given(st.integers(1, 40), st.integers(1, 12), st.booleans(), st.integers(0, 10_000))
-def test_dense_gram_equals_dense_reference(m, d, centered, seed):
+@given(st.integers(1, 40), st.integers(1, 12), st.booleans(), st.integers(0, 10_000),
+       st.booleans())
+def test_dense_gram_equals_dense_reference(m, d, centered, seed, traced):
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((m, d))
     w = rng.uniform(0, 2, m) * (rng.uniform(size=m) > 0.2)
@@ -212,16 +220,17 @@ def test_dense_gram_equals_dense_reference(m, d, centered, seed):
     if centered:
         mean = rng.standard_normal(d)
         A, M = CenteredOperator(A, jnp.asarray(mean)), X - mean
-    G = np.asarray(dense_gram(A, jnp.asarray(w)))
+    G = _gram(A, jnp.asarray(w), traced)
     np.testing.assert_allclose(G, M.T @ (w[:, None] * M), atol=1e-12 * (1 + np.abs(M).max()**2 * m))
     np.testing.assert_array_equal(G, G.T)
 
 
-def test_dense_gram_blocked_path_equals_dense_reference():
+@pytest.mark.parametrize("traced", [False, True])
+def test_dense_gram_blocked_path_equals_dense_reference(traced):
     rng = np.random.default_rng(0)
-    X = rng.standard_normal((60, 1030))  # 4 column blocks, the last one short
+    X = rng.standard_normal((60, 1030))  # 4 column blocks under jit, the last one short
     w = rng.uniform(0, 2, 60)
-    G = np.asarray(dense_gram(data_operator(X), jnp.asarray(w)))
+    G = _gram(data_operator(X), jnp.asarray(w), traced)
     np.testing.assert_allclose(G, X.T @ (w[:, None] * X), atol=1e-11)
 
 
