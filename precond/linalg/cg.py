@@ -148,26 +148,24 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=False) ->
         alpha = rz / jnp.where(curvature_ok, pAp, 1)
         x_new = x + alpha * p
         r_new = r - alpha * Ap
-        rnorm_new = jnp.linalg.norm(r_new)
         z_new = apply_M(r_new)
         rz_new = dot(r_new, z_new)
+        # Without a preconditioner rᵀz = ‖r‖²: one reduction, not two.
+        rnorm_new = (jnp.sqrt(jnp.maximum(rz_new, 0)) if M is None
+                     else jnp.linalg.norm(r_new))
         beta = rz_new / jnp.where(rz > 0, rz, 1)
         p_new = z_new + beta * p
-        # ‖A‖ ≥ |pᵀAp|/pᵀp (one reduction; ‖Ap‖/‖p‖ would take two); the residual cannot be
-        # resolved below eps·(‖b‖ + ‖A‖‖x‖).  There a pᵀAp ≤ 0 or rᵀM⁻¹r ≤ 0 is rounding or
-        # underflow, not a property of A or M: stalled.
+        # ‖A‖ ≥ |pᵀAp|/pᵀp (one reduction; ‖Ap‖/‖p‖ would take two), for the rounding floor
+        # of the residual that tells a stall from a breakdown (after the loop).
         pp = dot(p, p)
         anorm = jnp.maximum(anorm, jnp.abs(pAp) / jnp.where(pp > 0, pp, 1))
         anorm = jnp.where(jnp.isfinite(anorm), anorm, 0)
-        floor = 10 * eps * (bnorm + anorm * jnp.linalg.norm(x))
         finite = jnp.isfinite(rnorm_new) & jnp.isfinite(rz_new) & jnp.isfinite(alpha)
         status = jnp.where(k + 1 >= maxiter, Status.MAX_ITERATIONS, _RUNNING)
-        failed_m = jnp.where(rnorm_new <= floor, Status.STALLED, Status.BREAKDOWN)
-        status = jnp.where((rz_new <= 0) & (rnorm_new > threshold), failed_m, status)
+        status = jnp.where((rz_new <= 0) & (rnorm_new > threshold), Status.BREAKDOWN, status)
         status = jnp.where(rnorm_new <= threshold, Status.CONVERGED, status)
         status = jnp.where(finite, status, Status.NONFINITE)
-        failed_a = jnp.where(rnorm <= floor, Status.STALLED, Status.NEGATIVE_CURVATURE)
-        status = jnp.where(curvature_ok, status, failed_a).astype(jnp.int32)
+        status = jnp.where(curvature_ok, status, Status.NEGATIVE_CURVATURE).astype(jnp.int32)
         accept = curvature_ok & finite
         keep = lambda new, old: jnp.where(accept, new, old)  # noqa: E731
         return (
@@ -182,5 +180,11 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=False) ->
         )
 
     state = (jnp.int32(0), x0, r0, z0, rz0, rnorm0, jnp.zeros((), b.dtype), initial_status())
-    k, x, _, p, _, rnorm, _, status = lax.while_loop(cond, body, state)
+    k, x, _, p, _, rnorm, anorm, status = lax.while_loop(cond, body, state)
+    # A breakdown (rᵀM⁻¹r ≤ 0) or a pᵀAp ≤ 0 with the residual already at its rounding floor
+    # eps·(‖b‖ + ‖A‖‖x‖) is rounding or underflow, not a property of A or M: stalled.  Decided
+    # once here, from the returned x and residual, so the loop carries no ‖x‖ reduction.
+    floor = 10 * eps * (bnorm + anorm * jnp.linalg.norm(x))
+    failed = (status == Status.BREAKDOWN) | (status == Status.NEGATIVE_CURVATURE)
+    status = jnp.where(failed & (rnorm <= floor), Status.STALLED, status).astype(jnp.int32)
     return CGResult(x, k, rnorm, status == Status.CONVERGED, status, p)
