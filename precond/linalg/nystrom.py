@@ -32,7 +32,7 @@ class NystromApprox(NamedTuple):
         return self.U.shape[1]
 
     def matvec(self, v):
-        return self.U @ (self.eigenvalues * (self.U.T @ v))
+        return self.U @ (self.eigenvalues * (v @ self.U))  # vᵀU: no transpose copy of U
 
 
 def nystrom(A, rank: int, key: jax.Array) -> NystromApprox:
@@ -117,7 +117,7 @@ class NystromPreconditioner(LinearOperator):
 
     def matvec(self, v):
         U = self.approx.U
-        Utv = U.T @ v
+        Utv = v @ U  # Uᵀv as vᵀU: XLA on CPU would copy the transpose of U on every call
         return v + U @ ((self._ratios - 1.0) * Utv)
 
     def matmat(self, V):
@@ -131,7 +131,7 @@ class NystromPreconditioner(LinearOperator):
     def forward_matvec(self, v):
         """Apply P (not P⁻¹)."""
         U = self.approx.U
-        return v + U @ ((1.0 / self._ratios - 1.0) * (U.T @ v))
+        return v + U @ ((1.0 / self._ratios - 1.0) * (v @ U))
 
     @classmethod
     def adaptive(cls, A, mu, key, **kwargs) -> NystromPreconditioner:

@@ -266,7 +266,7 @@ class LowRankPlusIdentity(LinearOperator):
         self.dtype = U.dtype
 
     def matvec(self, v):
-        return self.scale * v + self.U @ (self.d * (self.U.T @ v))
+        return self.scale * v + self.U @ (self.d * (v @ self.U))  # vᵀU: no transpose copy
 
     def matmat(self, V):
         return self.scale * V + self.U @ (self.d[:, None] * (self.U.T @ V))
