@@ -142,27 +142,17 @@ def _lasso_stages(Xc, yc, alpha):
     """Seconds of each stage of the lasso's Cholesky-x-step solve (medians of 3 after a warm-up):
     building the problem, forming (G, c) as nysadmm does (host BLAS), the same Gram by XLA's GEMM
     under jit, and one factorization (Cholesky + triangular inverse, as at each ρ change)."""
-    from jax.scipy.linalg import solve_triangular
-
-    from precond.composite.nysadmm import _gram_system
+    from precond.composite.nysadmm import _gram_system, _inverse_cholesky
     from precond.composite.problems import dense_gram
 
     n, d = Xc.shape
 
     def med(fn):
-        jax.block_until_ready(fn())
-        ts = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn())
-            ts.append(time.perf_counter() - t0)
-        return float(np.median(ts))
+        return time_call(fn, repeats=3)[1]
 
     p = lasso(Xc, yc, alpha * n)
     G, _ = _gram_system(p)
-    eye = jax.numpy.eye(d, dtype=G.dtype)
-    factor = jax.jit(lambda G: solve_triangular(jax.numpy.linalg.cholesky(G + eye), eye,
-                                                lower=True))
+    factor = jax.jit(lambda G: _inverse_cholesky(G, 1.0))
     xla_gram = jax.jit(dense_gram)
     t = dict(build=med(lambda: lasso(Xc, yc, alpha * n).A.matrix),
              gram=med(lambda: _gram_system(p)),

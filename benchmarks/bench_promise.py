@@ -158,12 +158,8 @@ def ablations(out: str) -> int:
         return ps.logistic(X, y, mu), reference(X, y, mu)[0], X.shape[0]
 
     def epochs(solver, problem, f_star, n, **kw):
-        out = []
-        for k in keys:
-            h = hit(solver(problem, epochs=100, key=jax.random.key(k), target=f_star + GAP,
-                           **kw), f_star, n)
-            out.append(str(h[0]) if h else ">100")
-        return ", ".join(out)
+        return per_seed([hit(solver(problem, epochs=100, key=jax.random.key(k),
+                                    target=f_star + GAP, **kw), f_star, n) for k in keys], 100)
 
     problem, f_star, n = prep("KEEL magic, standardized")
     d = problem.d
