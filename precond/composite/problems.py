@@ -31,6 +31,7 @@ from jax import lax
 from jax.tree_util import register_pytree_node_class
 
 from precond.linalg import DenseOperator, LinearOperator, SparseOperator, as_operator
+from precond.linalg._checks import as_array
 
 from .losses import LogisticLoss, SquaredLoss
 from .prox import Box, BoxHyperplane, ElasticNetPenalty
@@ -66,7 +67,7 @@ def data_operator(X) -> LinearOperator:
         if not np.all(np.isfinite(X.data)):
             raise ValueError("X contains NaN or inf")
         return SparseOperator(X)
-    X = jnp.asarray(X)
+    X = as_array(X)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D, got shape {X.shape}")
     if not jnp.issubdtype(X.dtype, jnp.floating):
@@ -246,7 +247,7 @@ def rbf_kernel(X, gamma: float, *, dense_max: int = 4000, block: int = 1024) -> 
         X = X.astype(jnp.result_type(float))
     op = RBFKernelOperator(X, jnp.asarray(gamma, X.dtype), block)
     if X.shape[0] <= dense_max:
-        return DenseOperator(op.matmat(jnp.eye(X.shape[0], dtype=X.dtype)))
+        return DenseOperator(op._rows(X))  # all rows at once (n·n·p work, not K @ I's n³)
     return op
 
 
@@ -527,13 +528,15 @@ def dense_gram(A, w) -> jax.Array:
     M = _dense_matrix(A)
     if M is None:
         raise TypeError(f"dense_gram needs dense data, got {type(A).__name__}")
-    G = _host_gram(M, w)
+    G = _host_gram(M, w)  # exactly symmetric (numpy's SYRK fills one triangle from the other)
     if G is None:
         G = _symmetric_gram(M * w[:, None], M)
+        G = 0.5 * (G + G.T)  # exactly symmetric (the diagonal blocks are not, by rounding)
     if mean is not None:
         s = w @ M  # (vᵀM, not Mᵀv: XLA on CPU would copy the transpose)
         G = G - jnp.outer(mean, s) - jnp.outer(s, mean) + jnp.sum(w) * jnp.outer(mean, mean)
-    return 0.5 * (G + G.T)  # exactly symmetric (the diagonal blocks are not, by rounding)
+        G = 0.5 * (G + G.T)
+    return G
 
 
 def has_dense_quadratic(Q) -> bool:
@@ -558,6 +561,22 @@ def dense_quadratic(Q) -> jax.Array:
     return K
 
 
+def low_rank_quadratic(Q):
+    """(X, y, s) with Q = VVᵀ, V = diag(y) X diag(s) (n, p), when Q is the labeled linear kernel
+    of dense data (diag(y) X diag(w) Xᵀ diag(y), s = √w, w ≥ 0) — else None.  X is the stored
+    (n, p) matrix, not a copy.  With p < n the x-step (Q + ρI)x = r is solved in ℝᵖ by
+    Woodbury instead of factorizing the n×n Q (see :func:`precond.composite.nysadmm.nysadmm`)."""
+    if not isinstance(Q, LabeledOperator) or not isinstance(Q.K, GramOperator):
+        return None
+    B, w = Q.K.A, Q.K.weights  # K = BᵀWB with B (p, n) = Xᵀ
+    if not isinstance(B, DenseOperator):
+        return None
+    if isinstance(w, jax.core.Tracer) or not bool(jnp.all(w >= 0)):
+        return None
+    X = B.T.matrix  # (n, p): the stored matrix itself when B is a lazy transpose of X
+    return X, Q.labels, jnp.sqrt(w)
+
+
 def _on_host_cpu(*arrays) -> bool:
     """Concrete (not traced) arrays that live in host memory: numpy, or jax arrays on the CPU."""
     for a in arrays:
@@ -580,10 +599,13 @@ def _host_gram(M, w):
     w = np.asarray(w)
     if np.all(w == 1):
         G = M.T @ M
+    elif np.all(w >= 0):
+        S = M * np.sqrt(w)[:, None]
+        G = S.T @ S
     else:
-        S = M * np.sqrt(np.abs(w))[:, None]
-        G = S.T @ S if np.all(w >= 0) else (M * w[:, None]).T @ M
-    return jnp.asarray(G)
+        G = (M * w[:, None]).T @ M
+        G = 0.5 * (G + G.T)
+    return as_array(G)
 
 
 def _symmetric_gram(WM, M):

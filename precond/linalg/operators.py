@@ -18,7 +18,7 @@ import numpy as np
 from jax.experimental import sparse as jsparse
 from jax.tree_util import register_pytree_node_class
 
-from ._checks import check_finite
+from ._checks import as_array, check_finite
 
 __all__ = [
     "LinearOperator",
@@ -96,7 +96,7 @@ class DenseOperator(LinearOperator):
         if _is_scipy_sparse(matrix):
             raise TypeError("DenseOperator got a scipy.sparse matrix; use SparseOperator or "
                             "as_operator, which keep it sparse")
-        matrix = jnp.asarray(matrix)
+        matrix = as_array(matrix)
         if matrix.ndim != 2:
             raise ValueError(f"matrix must be 2-D, got shape {matrix.shape}")
         check_finite(matrix, "matrix")
@@ -408,8 +408,7 @@ def as_operator(A, *, dtype=None) -> LinearOperator:
     if _is_scipy_sparse(A) or isinstance(A, jsparse.BCOO):
         return SparseOperator(A)
     if isinstance(A, (np.ndarray, jax.Array)) or hasattr(A, "__array__"):
-        arr = jnp.asarray(A, dtype=dtype)
-        return DenseOperator(arr)
+        return DenseOperator(as_array(A) if dtype is None else jnp.asarray(A, dtype=dtype))
     if callable(A):
         raise TypeError("got a bare function; wrap it with from_matvec(matvec, size, dtype)")
     raise TypeError(f"cannot make a linear operator from {type(A).__name__}")

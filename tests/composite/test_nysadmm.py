@@ -28,7 +28,13 @@ from precond.composite import (
     svm_dual,
     svm_intercept,
 )
-from precond.composite.problems import CenteredOperator, dense_gram, dense_quadratic
+from precond.composite.nysadmm import _cholesky_parts, _gram_system
+from precond.composite.problems import (
+    CenteredOperator,
+    dense_gram,
+    dense_quadratic,
+    low_rank_quadratic,
+)
 from precond.linalg import Status
 
 N, D = 256, 32
@@ -256,7 +262,7 @@ def test_cholesky_x_step_with_rho_changes_matches_sklearn():
     problem = lasso(X, y, alpha * N, fit_intercept=True)
     res = nysadmm(problem, tol=1e-10, rho=1e-3, x_solver="cholesky", **KW)  # far too small ρ
     assert res.converged
-    assert len(np.unique(np.asarray(res.history.rho))) > 1  # ρ adapted (and L⁻¹ refactored)
+    assert len(np.unique(np.asarray(res.history.rho))) > 1  # ρ adapted (and L refactored)
     obj = lambda w, c: 0.5 / N * np.sum((y - X @ w - c) ** 2) + alpha * np.abs(w).sum()  # noqa
     assert _rel(obj(np.asarray(res.z), float(problem.intercept(res.z))),
                 obj(ref.coef_, ref.intercept_)) < 1e-6
@@ -275,6 +281,44 @@ def test_x_solver_choice_and_errors():
     assert nysadmm(wide, max_iter=2, rank=32, key=jax.random.key(0)).x_solver == "pcg"
     assert nysadmm(lasso(X, y, 1.0), max_iter=2, rank=32, gram_max_dim=16,
                    key=jax.random.key(0)).x_solver == "pcg"
+
+
+def test_low_rank_svm_x_step_is_the_dense_solve():
+    # Q = diag(y)XXᵀdiag(y) with p = 8 < n = 40: the x-step is solved in ℝᵖ by Woodbury.
+    rng = np.random.default_rng(7)
+    X = rng.standard_normal((40, 8))
+    yb = np.where(rng.standard_normal(40) > 0, 1.0, -1.0)
+    problem = svm_dual(linear_kernel(X), yb, 1.0)
+    low = low_rank_quadratic(problem.Q)
+    assert low is not None and low[0].shape == (40, 8)
+    assert low_rank_quadratic(svm_dual(rbf_kernel(X, 0.1), yb, 1.0).Q) is None
+    rho = 0.7
+    xstep, criterion, refactor, _, L = _cholesky_parts(problem, _gram_system(problem, low), rho,
+                                                       jnp.float64)
+    z, u = rng.standard_normal(40), rng.standard_normal(40)
+    Q = yb[:, None] * (X @ X.T) * yb[None]
+    for r, fac in ((rho, L), (5.0, refactor(5.0, L))):  # and after a ρ change
+        x, _, _ = xstep(0, None, z, u, r, None, None, fac)
+        np.testing.assert_allclose(x, np.linalg.solve(Q + r * np.eye(40), r * (z - u) + 1.0),
+                                   rtol=1e-10)
+    assert float(criterion(z)) == pytest.approx(float(problem.criterion(z)), rel=1e-10)
+
+
+def test_natural_criterion_is_checked_every_check_every_iterations():
+    X, y, _ = _data(8)
+    problem = lasso(X, y, 20.0)
+    for every in (1, 7):
+        res = nysadmm(problem, tol=1e-8, check_every=every, **KW)
+        crit = np.asarray(res.history.criterion)
+        checked = np.flatnonzero(np.isfinite(crit)) + 1
+        assert res.converged and res.iterations % every == 0
+        np.testing.assert_array_equal(checked, np.arange(every, res.iterations + 1, every))
+        assert res.criterion == crit[-1] <= 1e-8
+    short = nysadmm(problem, tol=1e-8, check_every=7, max_iter=3, rank=32,
+                    key=jax.random.key(0))
+    assert np.isfinite(short.criterion)  # the last iteration is always checked
+    with pytest.raises(ValueError, match="check_every"):
+        nysadmm(problem, check_every=0, key=jax.random.key(0))
 
 
 @pytest.mark.parametrize("kernel", ["rbf", "linear"])
