@@ -15,6 +15,7 @@ problem (converting the data, forming the RBF kernel) as scikit-learn's fit does
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import time
 import traceback
@@ -53,22 +54,36 @@ def _timed_once(fn):
     return time.perf_counter() - t0, out
 
 
-def _sklearn(fn):
-    """A scikit-learn fit timed as precond is: a first (warm-up) call, then the timed call; the
-    first call's extra seconds go in the compile/warm-up column."""
-    first, t, m = time_call(fn, repeats=1)
-    return t, max(first - t, 0.0), m
+def _paired(build, kw, fit, *, repeats):
+    """precond (build() + nysadmm) and a scikit-learn fit, each called once to warm up (precond:
+    tracing and compilation), then ``repeats`` times in alternating pairs (precond, sklearn,
+    precond, …) so that drifts of a shared machine's speed hit both alike; medians, and the
+    range of the per-pair ratios in precond's notes.  Returns the two rows.  The first call's
+    extra seconds go in the compile/warm-up column."""
+    last = {}
 
-
-def _precond(build, **kw):
-    """Time build() (the problem from the data) plus nysadmm on it, compile time apart."""
     def run():
         r = nysadmm(build(), key=jax.random.key(0), **kw)
-        return jax.block_until_ready(r.z), r
-    first, med, (_, r) = time_call(run, repeats=1)
+        last["r"] = r
+        return r.z
+
+    def sk():
+        last["m"] = fit()
+        return None
+
+    first_p, _ = _timed_once(lambda: jax.block_until_ready(run()))
+    first_s, _ = _timed_once(sk)
+    pairs = [(_timed_once(lambda: jax.block_until_ready(run()))[0], _timed_once(sk)[0])
+             for _ in range(repeats)]
+    t_p, t_s = (statistics.median(ts) for ts in zip(*pairs, strict=True))
+    ratios = [b / a for a, b in pairs]
+    r, m = last["r"], last["m"]
     its = "Cholesky x-step" if r.x_solver == "cholesky" else f"{r.cg_iterations} CG its"
-    return dict(time=med, compile=max(first - med, 0.0), iters=r.iterations, z=np.asarray(r.z),
-                note=f"{r.reason}, {its}")
+    spread = (f" (ratio per pair {min(ratios):.2f}–{max(ratios):.2f}×)" if repeats > 1 else "")
+    ours = dict(time=t_p, compile=max(first_p - t_p, 0.0), iters=r.iterations,
+                z=np.asarray(r.z), note=f"{r.reason}, {its}; median of {repeats}{spread}")
+    theirs = dict(time=t_s, compile=max(first_s - t_s, 0.0), note=f"median of {repeats}")
+    return ours, theirs, m
 
 
 def _rlaopt_lasso(X, y, alpha, tol):
@@ -133,11 +148,13 @@ def lasso_case(X, y, alpha, rows):
         r = yc - Xc @ w
         return 0.5 / n * r @ r + alpha * np.abs(w).sum()
 
-    out = {"precond NysADMM": _precond(lambda: lasso(Xc, yc, alpha * n), tol=1e-4, rank=50,
-                                       max_iter=500)}
-    t, warm, m = _sklearn(lambda: linear_model.Lasso(alpha=alpha, fit_intercept=False, tol=1e-4,
-                                                     max_iter=5000).fit(Xc, yc))
-    out["sklearn Lasso (CD)"] = dict(time=t, compile=warm, iters=m.n_iter_, z=m.coef_, note="")
+    ours, theirs, m = _paired(lambda: lasso(Xc, yc, alpha * n),
+                              dict(tol=1e-4, rank=50, max_iter=500),
+                              lambda: linear_model.Lasso(alpha=alpha, fit_intercept=False,
+                                                         tol=1e-4, max_iter=5000).fit(Xc, yc),
+                              repeats=5)
+    out = {"precond NysADMM": ours,
+           "sklearn Lasso (CD)": dict(theirs, iters=m.n_iter_, z=m.coef_)}
     out["rlaopt 0.1.0 ADMM"] = _rlaopt_row(lambda: _rlaopt_lasso(Xc, yc, alpha, 1e-4))
     _finish(rows, f"lasso, Fashion-MNIST RF {X.shape[0]}×{X.shape[1]}, α={alpha}", out, obj,
             "sklearn Lasso (CD)")
@@ -181,13 +198,15 @@ def logistic_case(name, X, yb, C, rows, *, saga_iter=200):
         t = X @ w + c
         return C * np.sum(np.logaddexp(0, -yb * t)) + np.abs(w).sum()
 
-    out = {"precond NysADMM": _precond(lambda: l1_logistic(X, yb, 1.0, C=C), tol=1e-4, rank=50,
-                                       max_iter=500)}
-    t, warm, m = _sklearn(lambda: linear_model.LogisticRegression(
-        C=C, l1_ratio=1.0, solver="saga", tol=1e-4, max_iter=saga_iter).fit(X, yb))
-    out["sklearn LogisticRegression (saga)"] = dict(
-        time=t, compile=warm, iters=int(m.n_iter_[0]), note="",
-        z=np.concatenate([m.coef_[0], m.intercept_]))
+    ours, theirs, m = _paired(lambda: l1_logistic(X, yb, 1.0, C=C),
+                              dict(tol=1e-4, rank=50, max_iter=500),
+                              lambda: linear_model.LogisticRegression(
+                                  C=C, l1_ratio=1.0, solver="saga", tol=1e-4,
+                                  max_iter=saga_iter).fit(X, yb),
+                              repeats=3)
+    out = {"precond NysADMM": ours,
+           "sklearn LogisticRegression (saga)": dict(
+               theirs, iters=int(m.n_iter_[0]), z=np.concatenate([m.coef_[0], m.intercept_]))}
     if sp.issparse(X):
         gb = X.shape[0] * X.shape[1] * 4 / 1e9
         out["rlaopt 0.1.0 ADMM"] = dict(error="not run: rlaopt 0.1.0's Dataset takes dense torch "
@@ -202,7 +221,7 @@ _RLAOPT_SVM = ("not run: the dual ½αᵀQα − 1ᵀα, 0 ≤ α ≤ C, yᵀα 
                "atom (not tried further)")
 
 
-def svm_case(X, yb, C, rows, *, kernel="linear", gamma=None, name):
+def svm_case(X, yb, C, rows, *, kernel="linear", gamma=None, name, repeats=3):
     def build():
         K = linear_kernel(X) if kernel == "linear" else rbf_kernel(X, gamma)
         return svm_dual(K, yb, C)
@@ -212,13 +231,14 @@ def svm_case(X, yb, C, rows, *, kernel="linear", gamma=None, name):
     def obj(a):
         return float(p.objective(a))
 
-    out = {"precond NysADMM": _precond(build, tol=1e-4, rank=50, max_iter=1000)}
     kw = {} if kernel == "linear" else {"gamma": gamma}
-    t, warm, m = _sklearn(lambda: svm.SVC(C=C, kernel=kernel, tol=1e-3, **kw).fit(X, yb))
+    ours, theirs, m = _paired(build, dict(tol=1e-4, rank=50, max_iter=1000),
+                              lambda: svm.SVC(C=C, kernel=kernel, tol=1e-3, **kw).fit(X, yb),
+                              repeats=repeats)
     a = np.zeros(X.shape[0])
     a[m.support_] = np.abs(m.dual_coef_[0])
-    out["sklearn SVC (LIBSVM)"] = dict(time=t, compile=warm, iters=int(m.n_iter_[0]), z=a,
-                                       note="")
+    out = {"precond NysADMM": ours,
+           "sklearn SVC (LIBSVM)": dict(theirs, iters=int(m.n_iter_[0]), z=a)}
     out["rlaopt 0.1.0 ADMM"] = dict(error=_RLAOPT_SVM)
     _finish(rows, name, out, obj, "sklearn SVC (LIBSVM)")
 
@@ -260,7 +280,7 @@ def main():
         lambda: lasso_case(F, lab.astype(float), 0.01, rows),
         lambda: logistic_case(f"ℓ1-logistic, Fashion-MNIST RF {n}×{d} (classes 0–4 vs 5–9), "
                               f"C=0.1", F, np.where(lab >= 5, 1.0, -1.0), 0.1, rows),
-        lambda: svm_case(F, np.where(lab >= 5, 1.0, -1.0), 1.0, rows,
+        lambda: svm_case(F, np.where(lab >= 5, 1.0, -1.0), 1.0, rows, repeats=1,
                          name=f"SVM dual (linear kernel of the random features), Fashion-MNIST "
                               f"RF {n}×{d} (classes 0–4 vs 5–9), C=1.0"),
         lambda: svm_case(P, np.where(lab[:n_rbf] >= 5, 1.0, -1.0), 1.0, rows, kernel="rbf",
@@ -294,9 +314,12 @@ def _write(args, rows, total):
         "## NysADMM vs scikit-learn and rlaopt (composite problems)", "",
         f"Command: `{cmd}` (whole run {total:.0f} s, float64 except rlaopt).  ",
         f"Machine: {machine()}", "",
-        "Time = solve seconds of a second call (precond: the compiled run, compile time apart; "
-        "scikit-learn: after a warm-up fit, whose extra seconds are in the same column; rlaopt: "
-        "one call). Gap = relative "
+        "Time = median solve seconds over repeated calls made alternately with the "
+        "scikit-learn baseline after one warm-up call each (5 for the lasso, 3 for "
+        "the logistic and RBF rows, 1 for the 40-second LIBSVM linear row; the notes say how "
+        "many), so that the shared machine's drifts hit both alike; precond's time includes "
+        "building the problem, its compile time and scikit-learn's warm-up extra are in their "
+        "own column; rlaopt: one call. Gap = relative "
         f"objective gap to the best objective any solver reached (target ≤ {GAP_TARGET:g}). "
         "Ratio = baseline time / this solver's time (> 1: faster than the baseline); rlaopt runs "
         f"stop at a {RLAOPT_CAP}-iteration cap, so where its gap is above the target its ratio "
