@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from ._checks import check_key, check_nonnegative, check_rank, check_square, check_vector
 from .cg import CGResult, cg
@@ -82,9 +83,36 @@ def _nystrom_from_sketch(omega, Y) -> NystromApprox:
     keep = s > s[-1] * Y.shape[1] * eps * 10
     inv_sqrt = jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, s, 1.0)), 0.0)
     B = Y_nu @ (V * inv_sqrt)
-    U, sigma, _ = jnp.linalg.svd(B, full_matrices=False)
-    lam = jnp.maximum(sigma**2 - nu, 0.0)
+    U, sigma2 = _left_singular(B)
+    lam = jnp.maximum(sigma2 - nu, 0.0)
     return NystromApprox(U, lam)
+
+
+def _left_singular(B):
+    """(U, σ²) of a thin SVD of B (n, r), σ descending.
+
+    From the eigendecomposition BᵀB = WΣ²Wᵀ (r×r): U = BWΣ⁻¹, then one CholeskyQR pass
+    (U ← UL⁻ᵀ with UᵀU = LLᵀ) restores the orthonormality that forming BᵀB loses (eps·σ²₁/σ²ᵢ).
+    At (1000, 100) on the 2-core Xeon this took 3–4 ms against 9.4 ms for XLA's thin SVD.  When
+    σ²_r/σ²₁ ≤ eps^¾ (a rank-deficient or near rank-deficient B, where BᵀB cannot resolve the
+    small singular vectors) the SVD itself is used.
+    """
+    eps = jnp.finfo(B.dtype).eps
+    s2, W = jnp.linalg.eigh(B.T @ B)
+    s2, W = s2[::-1], W[:, ::-1]
+    resolved = (s2[-1] > s2[0] * eps**0.75) & (s2[0] > 0)
+
+    def fast():
+        U = (B @ W) / jnp.sqrt(jnp.where(resolved, s2, 1.0))
+        L = jnp.linalg.cholesky(U.T @ U)
+        U = lax.linalg.triangular_solve(L, U, left_side=False, lower=True, transpose_a=True)
+        return U, s2
+
+    def svd():
+        U, sigma, _ = jnp.linalg.svd(B, full_matrices=False)
+        return U, sigma**2
+
+    return lax.cond(resolved, fast, svd)
 
 
 class NystromPreconditioner(LinearOperator):
