@@ -397,8 +397,6 @@ def _cholesky_parts(problem, gram, rho0, dtype):
 
         def apply_q(z):
             return y * (X @ (s * s * ((y * z) @ X)))
-
-        trace = jnp.trace(G)  # tr(VVᵀ) = tr(VᵀV)
     else:
         G, c = gram
 
@@ -407,14 +405,13 @@ def _cholesky_parts(problem, gram, rho0, dtype):
 
         def apply_q(z):
             return G @ z
-
-        trace = jnp.trace(G)
     if not isinstance(problem, QuadraticProblem):
         A, w, b = problem.A, problem.loss.weights, problem.loss.target
         beta = jnp.vdot(w, b * b)
         binary = jnp.all(w * (w - 1) == 0)  # then ‖w(Az − b)‖² = zᵀGz − 2cᵀz + bᵀWb
     if rho0 is None:
-        rho = jnp.maximum(trace / d, jnp.finfo(dtype).tiny)  # mean eigenvalue of G (or Q)
+        # The mean eigenvalue of G (of Q for the Woodbury form: tr(VVᵀ) = tr(VᵀV)).
+        rho = jnp.maximum(jnp.trace(G) / d, jnp.finfo(dtype).tiny)
     else:
         rho = jnp.asarray(rho0, dtype)
 
