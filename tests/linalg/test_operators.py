@@ -8,6 +8,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from jax.experimental import sparse as jsparse
 
+import precond.linalg.operators as operators
 from precond.linalg import (
     DenseOperator,
     DiagonalOperator,
@@ -44,6 +45,37 @@ def test_dense_matvec_matmat_and_transpose():
     np.testing.assert_allclose(At.matmat(np.eye(5)), A.T, rtol=1e-12)
     np.testing.assert_allclose(jax.jit(lambda o, x: o.matvec(x))(At, u), A.T @ u, rtol=1e-12)
     np.testing.assert_allclose(to_dense(At.T), A, rtol=1e-12)
+
+
+@pytest.mark.parametrize("m", [1200, 997, 96])
+def test_transposed_matvec_in_row_blocks_is_v_times_matrix(m, monkeypatch):
+    """The blocked vᵀM (blocks of ~1 MiB, here shrunk to 2 KiB) equals the plain product.
+
+    m = 1200 is cut into blocks, m = 997 (prime) and m = 96 (under four blocks) take the plain
+    path; all three, and the jitted and vmapped forms, must give the same vᵀM.
+    """
+    monkeypatch.setattr(operators, "_BLOCK_BYTES", 2048)
+    rng = np.random.default_rng(m)
+    M = rng.standard_normal((m, 7))
+    rows = operators._row_block(m, 7 * 8)
+    assert (rows is not None) == (m == 1200)
+    if rows is not None:
+        assert m % rows == 0 and 16 <= rows <= 2 * (2048 // 56)
+    At = DenseOperator(M).T
+    u, U = rng.standard_normal(m), rng.standard_normal((3, m))
+    np.testing.assert_allclose(At.matvec(u), M.T @ u, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(jax.jit(lambda o, x: o.matvec(x))(At, u), M.T @ u,
+                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(jax.vmap(At.matvec)(U), U @ M, rtol=1e-12, atol=1e-12)
+    # differentiable in both arguments, forward and reverse (the blocked form has custom rules)
+    f = lambda x, Mx: jnp.sum(DenseOperator(Mx).T.matvec(x) ** 3)  # noqa: E731
+    g = lambda x, Mx: jnp.sum((x @ Mx) ** 3)  # noqa: E731
+    for argnums in (0, 1):
+        np.testing.assert_allclose(jax.grad(f, argnums)(u, M), jax.grad(g, argnums)(u, M),
+                                   rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(jax.jacfwd(At.matvec)(u), M.T, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(jax.vmap(jax.grad(f), (0, None))(U, M),
+                               jax.vmap(jax.grad(g), (0, None))(U, M), rtol=1e-10, atol=1e-10)
 
 
 def test_sparse_is_kept_sparse():
