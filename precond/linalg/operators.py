@@ -90,7 +90,9 @@ class DenseOperator(LinearOperator):
     """An explicit matrix (numpy or jax), shape (m, n).  NaN/inf entries raise ``ValueError``.
 
     ``.T`` keeps the same matrix and applies it as v ↦ vᵀM: XLA on CPU would otherwise copy the
-    transpose on every product (Xᵀ(Xv) with X 5000×1000 ran 5× slower than (Xv)ᵀX).
+    transpose on every product (Xᵀ(Xv) with X 5000×1000 ran 5× slower than (Xv)ᵀX).  For a
+    matrix over a few MiB, vᵀM is summed over row blocks (``_vector_times_matrix``), which XLA
+    runs about 1.6× faster than the plain reduction across rows.
     """
 
     def __init__(self, matrix, *, transposed: bool = False):
