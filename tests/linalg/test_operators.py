@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jax.experimental import sparse as jsparse
 
 import precond.linalg.operators as operators
@@ -76,6 +78,23 @@ def test_transposed_matvec_in_row_blocks_is_v_times_matrix(m, monkeypatch):
     np.testing.assert_allclose(jax.jacfwd(At.matvec)(u), M.T, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(jax.vmap(jax.grad(f), (0, None))(U, M),
                                jax.vmap(jax.grad(g), (0, None))(U, M), rtol=1e-10, atol=1e-10)
+
+
+@settings(max_examples=25, deadline=None)
+@given(m=st.integers(1, 600), n=st.integers(1, 9), block_bytes=st.sampled_from([256, 1024, 4096]))
+def test_row_blocks_divide_m_and_keep_v_times_matrix(m, n, block_bytes):
+    """Any shape: the chosen block divides m, is within 2× of the target (or the plain product is
+    used), and vᵀM is unchanged."""
+    target = max(32, block_bytes // (8 * n))
+    rng = np.random.default_rng(m * 10 + n)
+    M, v = rng.standard_normal((m, n)), rng.standard_normal(m)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(operators, "_BLOCK_BYTES", block_bytes)
+        rows = operators._row_block(m, 8 * n)
+        got = operators._vector_times_matrix(jnp.asarray(v), jnp.asarray(M))
+    if rows is not None:
+        assert m % rows == 0 and max(16, target // 2) <= rows <= 2 * target and m >= 4 * target
+    np.testing.assert_allclose(got, v @ M, rtol=1e-10, atol=1e-10)
 
 
 def test_sparse_is_kept_sparse():
