@@ -34,17 +34,25 @@ def time_call(fn: Callable[[], object], *, repeats: int = 5, warmup: bool = True
     return first, statistics.median(times), out
 
 
+def time_rounds(fns: dict[str, Callable[[], object]], *, repeats: int) -> dict[str, list[float]]:
+    """Seconds of each call when every function in ``fns`` is called once per round, in order, for
+    ``repeats`` rounds, so that drifts of a shared machine's speed hit all of them alike.  Call
+    after a warm-up."""
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, f in fns.items():
+            t0 = time.perf_counter()
+            block(f())
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
 def time_alternately(fa: Callable[[], object], fb: Callable[[], object], *, repeats: int
                      ) -> tuple[float, float]:
     """Median seconds of ``fa`` and of ``fb`` over ``repeats`` calls made alternately (a, b, a,
-    b, …), so that drifts of a shared machine's speed hit both alike.  Call after a warm-up."""
-    ta, tb = [], []
-    for _ in range(repeats):
-        for f, ts in ((fa, ta), (fb, tb)):
-            t0 = time.perf_counter()
-            block(f())
-            ts.append(time.perf_counter() - t0)
-    return statistics.median(ta), statistics.median(tb)
+    b, …) by :func:`time_rounds`.  Call after a warm-up."""
+    times = time_rounds({"a": fa, "b": fb}, repeats=repeats)
+    return statistics.median(times["a"]), statistics.median(times["b"])
 
 
 def machine() -> str:

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 jax.config.update("jax_enable_x64", True)
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import machine, time_call  # noqa: E402
+from _common import machine, time_call, time_rounds  # noqa: E402
 from sklearn import linear_model, svm  # noqa: E402
 
 from precond.composite import (  # noqa: E402
@@ -74,10 +74,9 @@ def _paired(build, kw, fit, *, repeats):
 
     first_p, _ = _timed_once(lambda: jax.block_until_ready(run()))
     first_s, _ = _timed_once(sk)
-    pairs = [(_timed_once(lambda: jax.block_until_ready(run()))[0], _timed_once(sk)[0])
-             for _ in range(repeats)]
-    t_p, t_s = (statistics.median(ts) for ts in zip(*pairs, strict=True))
-    ratios = [b / a for a, b in pairs]
+    times = time_rounds({"precond": run, "sklearn": sk}, repeats=repeats)
+    t_p, t_s = statistics.median(times["precond"]), statistics.median(times["sklearn"])
+    ratios = [b / a for a, b in zip(times["precond"], times["sklearn"], strict=True)]
     r, m = last["r"], last["m"]
     its = "Cholesky x-step" if r.x_solver == "cholesky" else f"{r.cg_iterations} CG its"
     spread = (f" (ratio per pair {min(ratios):.2f}–{max(ratios):.2f}×)" if repeats > 1 else "")

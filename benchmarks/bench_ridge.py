@@ -33,7 +33,7 @@ import scipy.sparse.linalg as spla  # noqa: E402
 from jax import lax  # noqa: E402
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from _common import block, machine, time_alternately, time_call  # noqa: E402
+from _common import block, machine, time_alternately, time_call, time_rounds  # noqa: E402
 
 from precond.cli.ridge import ridge_data  # noqa: E402
 from precond.linalg import DenseOperator, Status, cg, from_matvec, nystrom_pcg  # noqa: E402
@@ -215,11 +215,8 @@ def main() -> int:
                 except Exception as e:  # pragma: no cover - reported in the section
                     traceback.print_exc()
                     outs[name] = f"failed: {type(e).__name__}: {e}"
-            for _ in range(args.repeats):
-                for name in firsts:
-                    t0 = time.perf_counter()
-                    block(solvers[name]())
-                    rounds.setdefault((form, lam, name), []).append(time.perf_counter() - t0)
+            timed = time_rounds({name: solvers[name] for name in firsts}, repeats=args.repeats)
+            rounds.update({(form, lam, name): ts for name, ts in timed.items()})
             for name in solvers:
                 out = outs.get(name)
                 if name not in firsts:
