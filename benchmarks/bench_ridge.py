@@ -338,8 +338,8 @@ def write(args, rows, rounds, per_iter, matvec, rlaopt_error):
           "v ↦ vᵀX without copying the transpose (written as `X.T @ (X @ v)` in jax, XLA on CPU "
           "copies it on every product and the matvec is about 5× slower), and for a large X in "
           "row blocks of about 1 MiB: XLA's plain vᵀX runs at about half the bandwidth of Xv, "
-          "and blocked, Xᵀ(Xv) took 3.4–3.8 ms instead of 5.6–6.1 ms on the AMD EPYC of "
-          "2026-12-02 (`_vector_times_matrix` in precond/linalg/operators.py).",
+          "and blocked, Xᵀ(Xv) took 2.6–3.9 ms in four runs instead of 5.6–5.9 ms on the AMD "
+          "EPYC of 2026-12-02 (`_vector_times_matrix` in precond/linalg/operators.py).",
           "- rlaopt 0.1.0 is configured as described above; its power-iteration probe is drawn "
           "in torch's default dtype, so the script sets `torch.set_default_dtype(torch.float64)` "
           "(otherwise it fails with a Float/Double mismatch).", ""]

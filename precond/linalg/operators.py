@@ -167,7 +167,7 @@ def _blocked_vtm_unbatched(v, M):
     """vᵀM as a sum of per-block products 'kb,kbd->kd' (the reshape is a bitcast, no copy).
 
     XLA on CPU runs the plain vᵀM (a reduction across rows) at about half the bandwidth of Mv;
-    in ~1 MiB row blocks the product v ↦ Xᵀ(Xv) ran 3.4–3.8 ms instead of 5.6–6.1 ms for X
+    in ~1 MiB row blocks the product v ↦ Xᵀ(Xv) ran 2.6–3.9 ms instead of 5.6–5.9 ms for X
     5000×1000 float64 on one thread (AMD EPYC; ``benchmarks/bench_ridge.py``'s matrix-free
     form).  Batched (vmap over v, e.g. a matmat built from a matvec) the blocks would leave a
     (batch, k, n) intermediate and run 2.4× slower than one GEMM, so the vmap rule is V @ M.
