@@ -159,9 +159,9 @@ def ablations(out: str) -> int:
         mu = 1e-2 / X.shape[0]
         return ps.logistic(X, y, mu), reference(X, y, mu)[0], X.shape[0]
 
-    def epochs(solver, problem, f_star, n, **kw):
+    def epochs(solver, problem, f_star, n, seeds=keys, **kw):
         return per_seed([hit(solver(problem, epochs=100, key=jax.random.key(k),
-                                    target=f_star + GAP, **kw), f_star, n) for k in keys], 100)
+                                    target=f_star + GAP, **kw), f_star, n) for k in seeds], 100)
 
     problem, f_star, n = prep("KEEL magic, standardized")
     d = problem.d
@@ -173,9 +173,7 @@ def ablations(out: str) -> int:
                                tol=1e-8).eigenvalue)
 
     def row(label, step, solver=ps.sketchy_saga, **kw):
-        got = per_seed([hit(solver(problem, epochs=100, key=jax.random.key(k),
-                                   target=f_star + GAP, **kw), f_star, n) for k in magic_keys],
-                       100)
+        got = epochs(solver, problem, f_star, n, seeds=magic_keys, **kw)
         text.append(f"| {label} | {step} | {got} |")
 
     text += ["(a) SketchySAGA on KEEL magic, epochs to 1e-4 per key " + str(list(magic_keys))
