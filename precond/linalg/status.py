@@ -20,6 +20,8 @@ class Status(enum.IntEnum):
     NONFINITE = 4
     DIVERGED = 5
     STALLED = 6
+    SUCCESS = 7
+    STEP_ACCEPTED = 8
 
     @property
     def message(self) -> str:
@@ -54,6 +56,14 @@ _MESSAGES = {
     Status.STALLED: (
         "stalled: no progress could be made (line search failed or step underflowed); the "
         "iterate may already be optimal to working precision."
+    ),
+    Status.SUCCESS: (
+        "success: the run completed the work it was asked for (all epochs or steps) without "
+        "a failure; it makes no claim that a tolerance was met."
+    ),
+    Status.STEP_ACCEPTED: (
+        "step accepted: the step met its acceptance test (e.g. sufficient decrease); a single "
+        "step says nothing about convergence."
     ),
 }
 
