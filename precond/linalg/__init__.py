@@ -31,7 +31,9 @@ from .operators import to_dense as to_dense
 from .power import PowerResult as PowerResult
 from .power import power_iteration as power_iteration
 from .status import SolverError as SolverError
+from .status import SUCCESSES as SUCCESSES
 from .status import Status as Status
+from .status import check_status as check_status
 from .trace import TraceEstimate as TraceEstimate
 from .trace import hutchinson_trace as hutchinson_trace
 from .trace import hutchpp_trace as hutchpp_trace

@@ -79,3 +79,19 @@ class SolverError(RuntimeError):
 def status_of(code) -> Status:
     """Turn an integer status (array or int) into a :class:`Status` member."""
     return Status(int(code))
+
+
+# Statuses that mean the solver did what it was asked: ``check()`` passes on these.
+SUCCESSES = frozenset({Status.CONVERGED, Status.SUCCESS, Status.STEP_ACCEPTED})
+
+
+def check_status(code, detail: str = "") -> Status:
+    """The :class:`Status` of ``code``; raises :class:`SolverError` unless it is a success.
+
+    Every result type's ``.check()`` calls this, so "did it work?" has one answer everywhere:
+    CONVERGED, SUCCESS and STEP_ACCEPTED pass, every other status raises with its message.
+    """
+    status = status_of(code)
+    if status not in SUCCESSES:
+        raise SolverError(status, detail)
+    return status
