@@ -17,7 +17,7 @@ import traceback
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Every library on one thread (XLA, numpy/scipy BLAS, torch): the 2-core machine is shared, and
-# oversubscribed thread pools made timings swing 30× between runs.  Same footing for all.
+# oversubscribed thread pools made timings swing between runs.  Same footing for all.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"

@@ -4,7 +4,7 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # The suite is compile-bound (hundreds of small jitted programs, each run a few times): skipping
-# LLVM's expensive optimization passes cut it from 487 s to 329 s on 2 cores, same results.
+# LLVM's expensive optimization passes cuts its time by about a third, same results.
 # Tests only; benchmarks and the library keep XLA's defaults.  Set XLA_FLAGS to override.
 os.environ.setdefault(
     "XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")

@@ -315,7 +315,7 @@ def run_protocol(sets, methods: Sequence[str] = METHODS, *, max_grad_evals: int 
     measured as first-call time minus an immediate second call)."""
     from threadpoolctl import threadpool_limits
 
-    with threadpool_limits(1):  # scipy's L-BFGS-B is 20× slower with BLAS threads contending
+    with threadpool_limits(1):  # scipy's L-BFGS-B slows down badly with BLAS threads contending
         return _run_protocol(sets, methods, max_grad_evals, gtol, seed, progress)
 
 
