@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from precond.curvature import get_output_loss
+from precond.validation import check_int, check_options, check_positive, default_float
 
 __all__ = ["Problem", "mlp_init", "mlp_apply", "relative_l2"]
 
@@ -30,10 +31,23 @@ __all__ = ["Problem", "mlp_init", "mlp_apply", "relative_l2"]
 class Problem:
     """A benchmark problem: parameters, model, loss, fresh batches and a metric.
 
-    ``init_params(key) -> params``; ``network(params, points) -> (N,)`` values u_θ;
-    ``model_fn(params, inputs) -> outputs``; ``sample_batch(key) -> (inputs, targets)`` draws a
-    fresh data set (one per epoch); ``metric(params) -> scalar`` (``metric_name`` says what it
-    is, None when the problem has no exact solution); ``sizes`` records the configuration.
+    Pure functions over a parameter pytree θ, so any optimizer or curvature routine can use it
+    without knowing how the problem was built (module docstring).
+
+    Attributes:
+      name: the registry name, e.g. ``"poisson"``.
+      init_params: ``init_params(key) -> θ``, a fresh parameter pytree.
+      network: ``network(θ, points (N, 2)) -> (N,)``, the learned function u_θ.
+      model_fn: ``model_fn(θ, inputs) -> outputs (N_out,)``, the map whose outputs enter the
+        output loss ℓ (its Gauss–Newton matrix Jᵀ H_ℓ J is the problem's).
+      sample_batch: ``sample_batch(key) -> (inputs, targets)``, one fresh data set (one per
+        epoch); ``targets`` has the shape of ``model_fn``'s outputs.
+      metric: ``metric(θ) -> scalar``, e.g. the relative L2 error against the exact solution;
+        None when the problem has none.
+      metric_name: what ``metric`` measures, in words (None without a metric).
+      sizes: the configuration (widths, point counts, weights) as given to the factory.
+      output_loss: the name of ℓ in ``precond.curvature.get_output_loss`` (``"mse"``: ½ mean
+        of squared errors).
     """
 
     name: str
@@ -47,7 +61,12 @@ class Problem:
     output_loss: str = "mse"
 
     def loss(self, params, batch) -> jax.Array:
-        """Training objective ℓ(model_fn(params, inputs), targets)."""
+        """The training objective ℓ(model_fn(θ, inputs), targets).
+
+        Args:
+          params: the parameter pytree θ.
+          batch: ``(inputs, targets)`` as drawn by ``sample_batch``.
+        """
         inputs, targets = batch
         return get_output_loss(self.output_loss).value(self.model_fn(params, inputs), targets)
 
@@ -56,13 +75,32 @@ class Problem:
         return {"loss_fn": self.loss, "model_fn": self.model_fn, "output_loss": self.output_loss}
 
     def num_params(self) -> int:
+        """The number of scalar parameters n (θ ∈ ℝⁿ once flattened), without building θ."""
         leaves = jax.tree.leaves(jax.eval_shape(self.init_params, jax.random.key(0)))
         return int(sum(x.size for x in leaves))
 
 
 def mlp_init(key: jax.Array, widths: tuple[int, ...], dtype=None) -> list:
-    """Glorot-normal weights, zero biases: a list of (W (n_in, n_out), b (n_out,))."""
-    dtype = dtype or jnp.result_type(float)
+    """Glorot-normal weights and zero biases for an MLP with layer widths ``widths``.
+
+    Args:
+      key: a ``jax.random`` key.
+      widths: ``(n_in, h_1, …, n_out)``, at least two entries.
+      dtype: the parameters' float dtype; default the default float (float64 iff x64 is on).
+
+    Returns:
+      A list of ``(W (n_in, n_out), b (n_out,))`` pairs, one per layer.
+
+    Example:
+      >>> import jax
+      >>> from precond.problems.base import mlp_apply, mlp_init
+      >>> params = mlp_init(jax.random.key(0), (2, 8, 1))
+      >>> [W.shape for W, b in params]
+      [(2, 8), (8, 1)]
+      >>> mlp_apply(params, jax.numpy.ones((5, 2))).shape
+      (5, 1)
+    """
+    dtype = default_float() if dtype is None else dtype
     params = []
     for n_in, n_out, k in zip(widths[:-1], widths[1:], jax.random.split(key, len(widths) - 1),
                               strict=True):
@@ -72,7 +110,16 @@ def mlp_init(key: jax.Array, widths: tuple[int, ...], dtype=None) -> list:
 
 
 def mlp_apply(params, x: jax.Array, activation: Callable = jnp.tanh) -> jax.Array:
-    """MLP forward pass; x (..., n_in) → (..., n_out), linear last layer."""
+    """The MLP forward pass, with ``activation`` between layers and a linear last layer.
+
+    Args:
+      params: the ``[(W, b), …]`` list of :func:`mlp_init`.
+      x: inputs of shape (..., n_in).
+      activation: the hidden nonlinearity (tanh for the PINNs, ReLU for Franke).
+
+    Returns:
+      Outputs of shape (..., n_out).
+    """
     for W, b in params[:-1]:
         x = activation(x @ W + b)
     W, b = params[-1]
@@ -80,21 +127,36 @@ def mlp_apply(params, x: jax.Array, activation: Callable = jnp.tanh) -> jax.Arra
 
 
 def relative_l2(pred: jax.Array, exact: jax.Array) -> jax.Array:
-    """‖pred − exact‖₂ / ‖exact‖₂."""
+    """The relative L2 error ‖pred − exact‖₂ / ‖exact‖₂ (the problems' metric).
+
+    Args:
+      pred: predicted values, any shape.
+      exact: exact values, the same shape (not all zero).
+    """
     return jnp.linalg.norm(pred - exact) / jnp.linalg.norm(exact)
 
 
 def check_sizes(given: dict, allowed: dict, problem: str) -> dict:
-    """Merge ``given`` into the defaults ``allowed``; unknown names or non-positive values raise."""
+    """The defaults ``allowed`` updated by the caller's ``given`` sizes, each one checked.
+
+    A size whose default is an int must be an int ≥ 1 (point counts, widths); one whose default
+    is a float must be a finite number > 0 (weights, noise levels, widths of smoothed deltas).
+
+    Args:
+      given: the sizes the caller passed, name → value.
+      allowed: the problem's default sizes, name → value; the names it accepts.
+      problem: the problem's name, for the error messages.
+
+    Raises:
+      TypeError: an unknown size name (naming the valid ones), or a value of the wrong type.
+      ValueError: a value out of range.
+    """
+    check_options(given, allowed, f"problem {problem!r}")
     out = dict(allowed)
     for k, v in given.items():
-        if k not in allowed:
-            raise ValueError(f"unknown size {k!r} for problem {problem!r}; allowed: "
-                             f"{sorted(allowed)}")
-        if isinstance(allowed[k], int):
-            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"size {k!r} of {problem!r} must be a positive integer, got {v!r}")
-        elif not (isinstance(v, int | float) and v > 0):
-            raise ValueError(f"size {k!r} of {problem!r} must be a positive number, got {v!r}")
-        out[k] = v
+        try:
+            out[k] = check_int(v, k, low=1) if isinstance(allowed[k], int) \
+                else check_positive(v, k)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"problem {problem!r}: {err}") from None
     return out

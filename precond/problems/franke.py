@@ -15,6 +15,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from precond.validation import default_float
+
 from .base import Problem, check_sizes, mlp_apply, mlp_init, relative_l2
 
 __all__ = ["franke_function", "franke_problem", "DEFAULT_SIZES", "QUICK_SIZES"]
@@ -24,7 +26,11 @@ QUICK_SIZES = {"width": 16, "num_points": 256, "noise": 0.1}
 
 
 def franke_function(x: jax.Array, y: jax.Array) -> jax.Array:
-    """Franke's test surface on [0, 1]²."""
+    """Franke's test surface f(x, y) on [0, 1]² (module docstring).
+
+    Args:
+      x, y: coordinates, arrays of one (broadcastable) shape.
+    """
     return (0.75 * jnp.exp(-((9 * x - 2) ** 2 + (9 * y - 2) ** 2) / 4)
             + 0.75 * jnp.exp(-((9 * x + 1) ** 2) / 49 - (9 * y + 1) / 10)
             + 0.5 * jnp.exp(-((9 * x - 7) ** 2 + (9 * y - 3) ** 2) / 4)
@@ -32,7 +38,26 @@ def franke_function(x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def franke_problem(*, quick: bool = False, **sizes) -> Problem:
-    """Noisy Franke regression; sizes ``width``, ``num_points``, ``noise`` (σ)."""
+    """Noisy Franke regression y = f(x) + σε with a two-hidden-layer ReLU MLP.
+
+    Args:
+      quick: start from ``QUICK_SIZES`` (smaller net and data) instead of ``DEFAULT_SIZES``.
+      **sizes: single sizes to override: ``width`` (hidden units per layer), ``num_points``
+        (points drawn per epoch), ``noise`` (σ).
+
+    Returns:
+      A :class:`~precond.problems.base.Problem` in the default float (float64 iff x64 is on).
+
+    Example:
+      >>> import jax
+      >>> from precond.problems.franke import franke_problem
+      >>> p = franke_problem(quick=True, width=4, num_points=32)
+      >>> p.num_params()  # 2·4 + 4, 4·4 + 4, 4·1 + 1
+      37
+      >>> inputs, targets = p.sample_batch(jax.random.key(0))
+      >>> inputs.shape, targets.shape
+      ((32, 2), (32,))
+    """
     s = check_sizes(sizes, QUICK_SIZES if quick else DEFAULT_SIZES, "franke")
     width, n, sigma = s["width"], s["num_points"], float(s["noise"])
     widths = (2, width, width, 1)
@@ -45,7 +70,7 @@ def franke_problem(*, quick: bool = False, **sizes) -> Problem:
 
     def sample_batch(key):
         kx, ke = jax.random.split(key)
-        pts = jax.random.uniform(kx, (n, 2), jnp.result_type(float))
+        pts = jax.random.uniform(kx, (n, 2), default_float())
         y = franke_function(pts[:, 0], pts[:, 1]) + sigma * jax.random.normal(ke, (n,), pts.dtype)
         return pts, y
 

@@ -21,6 +21,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from precond.validation import check_positive, default_float
+
 from .base import Problem, check_sizes, mlp_apply, mlp_init, relative_l2
 
 __all__ = ["exact_green", "green_outputs", "green_problem", "DEFAULT_SIZES", "QUICK_SIZES"]
@@ -39,6 +41,11 @@ def exact_green(x: jax.Array, y: jax.Array, eps: float) -> jax.Array:
     exponent is ≤ 0: (e^{(x−y)/ε} − e^{(x−1)/ε} − e^{−y/ε} + e^{−1/ε}) / (1 − e^{−1/ε});
     x ≥ y: G = (1 − e^{−y/ε})(1 − e^{(x−1)/ε})/(1 − e^{−1/ε}) (exponents already ≤ 0).
     The denominator is −expm1(−1/ε).  No overflow for any ε > 0.
+
+    Args:
+      x: evaluation points in [0, 1], any shape broadcastable with ``y``.
+      y: source points in [0, 1].
+      eps: the diffusion coefficient ε > 0.
     """
     x, y = jnp.asarray(x), jnp.asarray(y)
     den = -jnp.expm1(-1.0 / eps)
@@ -50,12 +57,30 @@ def exact_green(x: jax.Array, y: jax.Array, eps: float) -> jax.Array:
 
 
 def smoothed_delta(z: jax.Array, width: float) -> jax.Array:
+    """The Gaussian δ_σ(z) = exp(−z²/2σ²)/(√(2π)σ) that stands in for δ(z) in training.
+
+    Args:
+      z: offsets x − y, any shape.
+      width: σ > 0.
+    """
     return jnp.exp(-0.5 * (z / width) ** 2) / (jnp.sqrt(2 * jnp.pi) * width)
 
 
 def green_outputs(g_pair: Callable, inputs, eps: float, boundary_weight: float) -> jax.Array:
-    """Stacked rescaled outputs [√(N/N_r)(−εG_xx + G_x), √(w_b N/N_b) G] of ``g_pair: (2,) →
-    scalar`` at ``inputs = (residual pairs (N_r, 2), boundary pairs (N_b, 2))``, pairs as (x, y)."""
+    """The stacked, rescaled outputs [√(N/N_r)(−εG_xx + G_x), √(w_b N/N_b) G].
+
+    Their ½·mean squared distance to :func:`green_targets` is the training loss (module
+    docstring), so the Gauss–Newton matrix of this map is the PINN's.
+
+    Args:
+      g_pair: the pair function G: (2,) → scalar of (x, y).
+      inputs: ``(residual pairs (N_r, 2), boundary pairs (N_b, 2))``, pairs as (x, y).
+      eps: the diffusion coefficient ε.
+      boundary_weight: w_b, the weight of the boundary term.
+
+    Returns:
+      Outputs of shape (N_r + N_b,).
+    """
     res_pts, bnd_pts = inputs
     nr, nb = res_pts.shape[0], bnd_pts.shape[0]
     n = nr + nb
@@ -70,6 +95,12 @@ def green_outputs(g_pair: Callable, inputs, eps: float, boundary_weight: float) 
 
 
 def green_targets(inputs, width: float) -> jax.Array:
+    """The targets [√(N/N_r) δ_σ(x − y), 0] matching :func:`green_outputs`.
+
+    Args:
+      inputs: ``(residual pairs (N_r, 2), boundary pairs (N_b, 2))``.
+      width: σ of the smoothed delta.
+    """
     res_pts, bnd_pts = inputs
     nr, nb = res_pts.shape[0], bnd_pts.shape[0]
     rhs = smoothed_delta(res_pts[:, 0] - res_pts[:, 1], width)
@@ -78,10 +109,20 @@ def green_targets(inputs, width: float) -> jax.Array:
 
 def green_problem(eps: float, *, quick: bool = False, name: str | None = None,
                   **sizes) -> Problem:
-    """Green's-function learning for −εu'' + u'; sizes ``width``, ``num_uniform``,
-    ``num_diagonal``, ``num_boundary``, ``delta_width``, ``boundary_weight``."""
-    if not (isinstance(eps, int | float) and eps > 0):
-        raise ValueError(f"eps must be a positive number, got {eps!r}")
+    """Learn the Green's function G(x, y) of −εu'' + u' with a five-hidden-layer tanh MLP.
+
+    Args:
+      eps: the diffusion coefficient ε > 0 (1 for ``green-diffusion``, 0.1 for
+        ``green-convection``).
+      quick: start from ``QUICK_SIZES`` instead of ``DEFAULT_SIZES``.
+      name: the problem's name (default ``green(eps=…)``).
+      **sizes: single sizes to override: ``width``, ``num_uniform``, ``num_diagonal``,
+        ``num_boundary`` (pairs drawn per epoch), ``delta_width`` (σ), ``boundary_weight`` (w_b).
+
+    Returns:
+      A :class:`~precond.problems.base.Problem` in the default float (float64 iff x64 is on).
+    """
+    eps = check_positive(eps, "eps")
     name = name or f"green(eps={eps:g})"
     s = check_sizes(sizes, QUICK_SIZES if quick else DEFAULT_SIZES, name)
     s["eps"] = float(eps)
@@ -97,7 +138,7 @@ def green_problem(eps: float, *, quick: bool = False, name: str | None = None,
 
     def sample_batch(key):
         ku, kd, kdy, kb, kby = jax.random.split(key, 5)
-        dtype = jnp.result_type(float)
+        dtype = default_float()
         uni = jax.random.uniform(ku, (nu, 2), dtype)
         yd = jax.random.uniform(kdy, (nd,), dtype)
         xd = jnp.clip(yd + 2 * width * jax.random.normal(kd, (nd,), dtype), 0.0, 1.0)

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from precond.validation import check_int, check_real, default_float
+
 from .base import Problem, check_sizes, mlp_apply, mlp_init, relative_l2
 
 __all__ = ["PDES", "PINNProblem", "evaluation_grid", "PAPER_SIZES", "QUICK_SIZES",
@@ -46,8 +48,13 @@ _TEST_GRID = (257, 101)
 
 @dataclass(frozen=True)
 class PINNProblem(Problem):
-    """A :class:`Problem` with the PDE's name and ``loss_terms(params)`` → (residual, boundary,
-    initial) mean squared errors at the training points (their sum is ``loss``)."""
+    """A :class:`Problem` that also knows its PDE and its loss terms.
+
+    Attributes:
+      loss_terms: ``loss_terms(θ) -> (residual, boundary, initial)``, the three mean squared
+        errors at the (fixed) training points; their sum is ``loss``.
+      pde: one of ``PDES``.
+    """
 
     loss_terms: Callable | None = None
     pde: str = ""
@@ -58,7 +65,19 @@ def _h(x):
 
 
 def exact_solution(pde: str, coef: float | None = None) -> Callable[[jax.Array], jax.Array]:
-    """u*(p) for points p (..., 2) = (x, t)."""
+    """The exact solution u* of ``pde`` as a function of points p (..., 2) = (x, t).
+
+    Args:
+      pde: one of ``PDES``.
+      coef: β (convection, wave) or ρ (reaction); default ``DEFAULT_COEFFICIENT[pde]``.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from precond.problems.pinn import exact_solution
+      >>> u = exact_solution("convection")  # sin(x − 40t)
+      >>> float(u(jnp.array([jnp.pi / 2, 0.0])))
+      1.0
+    """
     c = DEFAULT_COEFFICIENT[_check_pde(pde)] if coef is None else coef
     if pde == "convection":
         return lambda p: jnp.sin(p[..., 0] - c * p[..., 1])
@@ -79,7 +98,16 @@ def _d(u_point: Callable, i: int) -> Callable:
 
 
 def pde_residual(pde: str, u_point: Callable, coef: float | None = None) -> Callable:
-    """The residual operator r(p) of the PDE for a point function u: (2,) → scalar."""
+    """The residual operator r(p) of ``pde`` applied to a point function u (module docstring).
+
+    Args:
+      pde: one of ``PDES``.
+      u_point: u: (2,) → scalar of p = (x, t).
+      coef: β (convection, wave) or ρ (reaction); default ``DEFAULT_COEFFICIENT[pde]``.
+
+    Returns:
+      r: (2,) → scalar, zero where u solves the PDE.
+    """
     c = DEFAULT_COEFFICIENT[_check_pde(pde)] if coef is None else coef
     if pde == "convection":
         return lambda p: _d(u_point, 1)(p) + c * _d(u_point, 0)(p)
@@ -104,9 +132,17 @@ def _points(pde: str, num_x: int, num_t: int, num_res: int, key: jax.Array, dtyp
 
 
 def evaluation_grid(pde: str, dtype=None) -> jax.Array:
-    """The full 257 × 101 grid (paper's) on which the relative L2 error is measured."""
+    """The paper's full 257 × 101 grid of ``pde``'s domain, where the relative L2 error is measured.
+
+    Args:
+      pde: one of ``PDES``.
+      dtype: the grid's float dtype; default the default float (float64 iff x64 is on).
+
+    Returns:
+      Points of shape (257 · 101, 2) as (x, t).
+    """
     X, T = _DOMAIN[_check_pde(pde)]
-    dtype = dtype or jnp.result_type(float)
+    dtype = default_float() if dtype is None else dtype
     xm, tm = jnp.meshgrid(jnp.linspace(0.0, X, _TEST_GRID[0], dtype=dtype),
                           jnp.linspace(0.0, T, _TEST_GRID[1], dtype=dtype))
     return jnp.stack([xm.ravel(), tm.ravel()], axis=-1)
@@ -114,13 +150,27 @@ def evaluation_grid(pde: str, dtype=None) -> jax.Array:
 
 def pinn_problem(pde: str, *, quick: bool = False, coef: float | None = None, seed: int = 0,
                  **sizes) -> Problem:
-    """The PINN problem ``pde`` (one of ``PDES``) at reduced (default), ``quick`` or any sizes
-    (``width``, ``depth``, ``num_x``, ``num_t``, ``num_res``; the paper's are ``PAPER_SIZES``).
-    ``coef`` is β (convection, wave) or ρ (reaction); ``seed`` draws the residual points."""
+    """The PINN problem ``pde`` at reduced (default), ``quick`` or any sizes.
+
+    The training points are fixed (drawn once from ``seed``), as in the paper, so
+    ``sample_batch`` ignores its key.
+
+    Args:
+      pde: one of ``PDES``.
+      quick: start from ``QUICK_SIZES`` instead of ``REDUCED_SIZES``.
+      coef: β (convection, wave) or ρ (reaction); default ``DEFAULT_COEFFICIENT[pde]``.
+      seed: the seed that draws the ``num_res`` residual points from the interior grid.
+      **sizes: single sizes to override: ``width``, ``depth`` (hidden layers), ``num_x`` and
+        ``num_t`` (the grid), ``num_res``; the paper's are ``PAPER_SIZES``.
+
+    Returns:
+      A :class:`PINNProblem` in the default float (float64 iff x64 is on).
+    """
     pde = _check_pde(pde)
     s = check_sizes(sizes, QUICK_SIZES if quick else REDUCED_SIZES, f"pinn-{pde}")
-    c = float(DEFAULT_COEFFICIENT[pde] if coef is None else coef)
-    dtype = jnp.result_type(float)
+    c = check_real(DEFAULT_COEFFICIENT[pde] if coef is None else coef, "coef")
+    seed = check_int(seed, "seed")
+    dtype = default_float()
     widths = (2,) + (s["width"],) * s["depth"] + (1,)
     interior, initial, left, right = _points(pde, s["num_x"], s["num_t"], s["num_res"],
                                              jax.random.key(seed), dtype)

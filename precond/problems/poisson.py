@@ -19,6 +19,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
+from precond.validation import default_float
+
 from .base import Problem, check_sizes, mlp_apply, mlp_init, relative_l2
 
 __all__ = ["exact_solution", "forcing", "poisson_outputs", "poisson_problem", "DEFAULT_SIZES",
@@ -29,12 +31,20 @@ QUICK_SIZES = {"width": 16, "num_interior": 256, "num_boundary": 64, "boundary_w
 
 
 def exact_solution(p: jax.Array) -> jax.Array:
-    """u*(x, y) = sin(πx) sin(πy); p (..., 2)."""
+    """The exact solution u*(x, y) = sin(πx) sin(πy).
+
+    Args:
+      p: points (..., 2) as (x, y).
+    """
     return jnp.sin(jnp.pi * p[..., 0]) * jnp.sin(jnp.pi * p[..., 1])
 
 
 def forcing(p: jax.Array) -> jax.Array:
-    """f = −Δu* = 2π² sin(πx) sin(πy)."""
+    """The forcing f = −Δu* = 2π² sin(πx) sin(πy).
+
+    Args:
+      p: points (..., 2) as (x, y).
+    """
     return 2 * jnp.pi**2 * exact_solution(p)
 
 
@@ -43,8 +53,19 @@ def _laplacian(u_point: Callable, p: jax.Array) -> jax.Array:
 
 
 def poisson_outputs(u_point: Callable, inputs, boundary_weight: float) -> jax.Array:
-    """Stacked rescaled outputs [√(N/N_i)(−Δu(x_i)), √(w_b N/N_b) u(x_j)] of a point function
-    ``u_point: (2,) → scalar`` at ``inputs = (interior (N_i, 2), boundary (N_b, 2))``."""
+    """The stacked, rescaled outputs r = [√(N/N_i)(−Δu(x_i)), √(w_b N/N_b) u(x_j)].
+
+    Their ½·mean squared distance to :func:`poisson_targets` is the PINN loss, so the
+    Gauss–Newton matrix of this map is the PINN's (module docstring).
+
+    Args:
+      u_point: the point function u: (2,) → scalar.
+      inputs: ``(interior (N_i, 2), boundary (N_b, 2))``.
+      boundary_weight: w_b, the weight of the boundary term.
+
+    Returns:
+      r of shape (N_i + N_b,).
+    """
     interior, boundary = inputs
     ni, nb = interior.shape[0], boundary.shape[0]
     n = ni + nb
@@ -54,6 +75,11 @@ def poisson_outputs(u_point: Callable, inputs, boundary_weight: float) -> jax.Ar
 
 
 def poisson_targets(inputs) -> jax.Array:
+    """The targets [√(N/N_i) f(x_i), 0] matching :func:`poisson_outputs`.
+
+    Args:
+      inputs: ``(interior (N_i, 2), boundary (N_b, 2))``.
+    """
     interior, boundary = inputs
     ni, nb = interior.shape[0], boundary.shape[0]
     return jnp.concatenate([jnp.sqrt((ni + nb) / ni) * forcing(interior),
@@ -61,7 +87,16 @@ def poisson_targets(inputs) -> jax.Array:
 
 
 def sample_boundary(key: jax.Array, n: int, dtype) -> jax.Array:
-    """n points uniformly on the perimeter of the unit square (side chosen uniformly)."""
+    """``n`` points uniformly on the perimeter of the unit square (side chosen uniformly).
+
+    Args:
+      key: a ``jax.random`` key.
+      n: the number of points.
+      dtype: their float dtype.
+
+    Returns:
+      Points of shape (n, 2).
+    """
     ks, kt = jax.random.split(key)
     side = jax.random.randint(ks, (n,), 0, 4)
     t = jax.random.uniform(kt, (n,), dtype)
@@ -71,7 +106,17 @@ def sample_boundary(key: jax.Array, n: int, dtype) -> jax.Array:
 
 
 def poisson_problem(*, quick: bool = False, **sizes) -> Problem:
-    """Poisson PINN; sizes ``width``, ``num_interior``, ``num_boundary``, ``boundary_weight``."""
+    """The Poisson PINN −Δu = f on [0, 1]², u = 0 on the boundary (module docstring).
+
+    Args:
+      quick: start from ``QUICK_SIZES`` instead of ``DEFAULT_SIZES``.
+      **sizes: single sizes to override: ``width`` (hidden units per layer),
+        ``num_interior`` (N_i) and ``num_boundary`` (N_b) points drawn per epoch,
+        ``boundary_weight`` (w_b).
+
+    Returns:
+      A :class:`~precond.problems.base.Problem` in the default float (float64 iff x64 is on).
+    """
     s = check_sizes(sizes, QUICK_SIZES if quick else DEFAULT_SIZES, "poisson")
     widths = (2, s["width"], s["width"], 1)
     ni, nb, wb = s["num_interior"], s["num_boundary"], float(s["boundary_weight"])
@@ -84,7 +129,7 @@ def poisson_problem(*, quick: bool = False, **sizes) -> Problem:
 
     def sample_batch(key):
         ki, kb = jax.random.split(key)
-        dtype = jnp.result_type(float)
+        dtype = default_float()
         inputs = (jax.random.uniform(ki, (ni, 2), dtype), sample_boundary(kb, nb, dtype))
         return inputs, poisson_targets(inputs)
 

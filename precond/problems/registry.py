@@ -1,4 +1,4 @@
-"""Benchmark problems by name: ``get_problem("poisson", quick=True)``."""
+"""The SciML benchmark problems of seed 001 by name: ``get_problem("poisson", quick=True)``."""
 
 from __future__ import annotations
 
@@ -18,8 +18,24 @@ PROBLEMS = {
 
 
 def get_problem(name: str, *, quick: bool = False, **sizes) -> Problem:
-    """The problem ``name`` (one of ``PROBLEMS``) at default or ``quick`` size; ``sizes``
-    override single sizes (e.g. ``width=8``)."""
+    """The benchmark problem ``name`` at its default or ``quick`` size.
+
+    Args:
+      name: one of ``PROBLEMS``: ``franke``, ``poisson``, ``green-diffusion``,
+        ``green-convection``.
+      quick: the small sizes of the quick protocol and the demo.
+      **sizes: single sizes to override (e.g. ``width=8``); each factory lists its own.
+
+    Raises:
+      ValueError: an unknown problem name (naming the valid ones) or a size out of range.
+      TypeError: an unknown size name, or a size of the wrong type.
+
+    Example:
+      >>> from precond.problems.registry import get_problem
+      >>> p = get_problem("green-diffusion", quick=True, width=4)
+      >>> p.name, p.sizes["eps"], p.metric_name
+      ('green-diffusion', 1.0, "relative L2 error vs the exact Green's function")
+    """
     try:
         factory = PROBLEMS[name]
     except KeyError:

@@ -81,5 +81,5 @@ def test_bad_inputs():
         pinn_problem("heat")
     with pytest.raises(ValueError, match="width"):
         pinn_problem("wave", width=0)
-    with pytest.raises(ValueError, match="unknown size"):
+    with pytest.raises(TypeError, match="unknown option"):
         pinn_problem("wave", layers=3)

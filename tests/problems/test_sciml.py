@@ -38,7 +38,7 @@ def test_problem_runs_and_is_float64(name):
 def test_bad_sizes_raise():
     with pytest.raises(ValueError, match="width"):
         get_problem("poisson", width=0)
-    with pytest.raises(ValueError, match="unknown size"):
+    with pytest.raises(TypeError, match="unknown option"):
         get_problem("franke", num_interior=3)
     with pytest.raises(ValueError, match="unknown problem"):
         get_problem("heat")
