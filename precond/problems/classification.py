@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from precond.validation import check_int
+
 __all__ = ["ClassificationSet", "available_sources", "load_classification_sets", "normalize"]
 
 MLBENCH_DIR = pathlib.Path(
@@ -34,7 +36,14 @@ LIBLINEAR_EXAMPLES = pathlib.Path(
 
 
 class ClassificationSet(NamedTuple):
-    """One binary classification problem: ``X`` (N, d) float64, ``y`` (N,) in {−1, +1}."""
+    """One binary classification problem.
+
+    Attributes:
+      name: the data set's name (lower case), e.g. ``"breast_cancer"``.
+      source: the source it came from (one of :func:`available_sources`).
+      X: features (N, d), float64.
+      y: labels (N,) in {−1, +1}.
+    """
 
     name: str
     source: str
@@ -168,6 +177,7 @@ _SOURCES: dict[str, tuple[str, Callable[[], list[ClassificationSet]]]] = {
 
 
 def available_sources() -> tuple[str, ...]:
+    """The names of the sources :func:`load_classification_sets` knows (module docstring)."""
     return tuple(_SOURCES)
 
 
@@ -176,11 +186,16 @@ def load_classification_sets(
     *,
     dedupe: bool = True,
 ) -> tuple[list[ClassificationSet], dict[str, str]]:
-    """Load every set the installed sources offer.
+    """Load every set the installed sources offer (nothing downloads).
 
-    Returns ``(sets, skipped)`` where ``skipped`` maps a source to why it was skipped (module or
-    files missing, or a read error).  With ``dedupe`` a set whose name (or a known alias) was
-    already loaded from an earlier source is dropped, so the same data is not counted twice.
+    Args:
+      sources: the sources to try, in order (default all of :func:`available_sources`).
+      dedupe: drop a set whose name (or a known alias) was already loaded from an earlier
+        source, so the same data is not counted twice.
+
+    Returns:
+      ``(sets, skipped)``: the loaded :class:`ClassificationSet` list, and a dict mapping each
+      skipped source to why (package or files missing, or a read error).
     """
     sources = available_sources() if sources is None else tuple(sources)
     bad = [s for s in sources if s not in _SOURCES]
@@ -219,9 +234,25 @@ def normalize(X: np.ndarray, *, max_rows: int | None = None, seed: int = 0,
               y: np.ndarray | None = None):
     """Features scaled to [−1, 1] per column (min–max, as ``svm-scale``), constants dropped.
 
-    With ``max_rows`` a fixed random subset of rows (``seed``) is kept first; pass ``y`` to
-    subsample it alike (then ``(X, y)`` is returned).
+    Args:
+      X: features (N, d).
+      max_rows: keep a fixed random subset of at most this many rows first (default all).
+      seed: the seed of that subset.
+      y: labels (N,) to subsample alike; then ``(X, y)`` is returned.
+
+    Returns:
+      Scaled features (N', d') with d' ≤ d (constant columns dropped), float64; or ``(X, y)``.
+
+    Example:
+      >>> import numpy as np
+      >>> from precond.problems.classification import normalize
+      >>> normalize(np.array([[0.0, 5.0, 1.0], [2.0, 5.0, 3.0], [1.0, 5.0, 2.0]]))
+      array([[-1., -1.],
+             [ 1.,  1.],
+             [ 0.,  0.]])
     """
+    if max_rows is not None:
+        max_rows = check_int(max_rows, "max_rows", low=1)
     X = np.asarray(X, dtype=np.float64)
     if max_rows is not None and X.shape[0] > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_rows, replace=False))

