@@ -15,6 +15,7 @@ from .nystrom import NystromPreconditioner as NystromPreconditioner
 from .nystrom import nystrom as nystrom
 from .nystrom import nystrom_adaptive as nystrom_adaptive
 from .nystrom import nystrom_pcg as nystrom_pcg
+from .operators import CongruenceOperator as CongruenceOperator
 from .operators import DenseOperator as DenseOperator
 from .operators import DiagonalOperator as DiagonalOperator
 from .operators import IdentityOperator as IdentityOperator
@@ -26,12 +27,13 @@ from .operators import SparseOperator as SparseOperator
 from .operators import SumOperator as SumOperator
 from .operators import as_operator as as_operator
 from .operators import as_scipy as as_scipy
+from .operators import congruence as congruence
 from .operators import from_matvec as from_matvec
 from .operators import to_dense as to_dense
 from .power import PowerResult as PowerResult
 from .power import power_iteration as power_iteration
-from .status import SolverError as SolverError
 from .status import SUCCESSES as SUCCESSES
+from .status import SolverError as SolverError
 from .status import Status as Status
 from .status import check_status as check_status
 from .trace import TraceEstimate as TraceEstimate

@@ -33,6 +33,8 @@ __all__ = [
     "SumOperator",
     "ScaledOperator",
     "from_matvec",
+    "CongruenceOperator",
+    "congruence",
     "as_operator",
     "as_scipy",
     "to_dense",
@@ -69,6 +71,13 @@ class LinearOperator:
         return ScaledOperator(self, jnp.asarray(scalar, dtype=self.dtype))
 
     __rmul__ = __mul__
+
+    def linearize(self) -> LinearOperator:
+        """An equal operator whose repeated products are cheap: solvers call it once, at the
+        start of their traced body, before any loop.  Operators built from autodiff
+        (``precond.curvature``) linearize there once and replay the linear map per product;
+        every other operator returns itself."""
+        return self
 
     def shift(self, mu) -> LinearOperator:
         """The operator A + μI."""
@@ -423,6 +432,9 @@ class SumOperator(LinearOperator):
             out = out + t.matmat(V)
         return out
 
+    def linearize(self) -> SumOperator:
+        return SumOperator(tuple(t.linearize() for t in self.terms))
+
     @property
     def T(self):
         return SumOperator(tuple(t.T for t in self.terms))
@@ -451,6 +463,9 @@ class ScaledOperator(LinearOperator):
     def matmat(self, V):
         return self.scalar * self.operator.matmat(V)
 
+    def linearize(self) -> ScaledOperator:
+        return ScaledOperator(self.operator.linearize(), self.scalar)
+
     @property
     def T(self):
         return ScaledOperator(self.operator.T, self.scalar)
@@ -461,6 +476,62 @@ class ScaledOperator(LinearOperator):
     @classmethod
     def tree_unflatten(cls, aux, children):
         return cls(*children)
+
+
+@register_pytree_node_class
+class CongruenceOperator(LinearOperator):
+    """S A S for symmetric S (n, n) and A (n, n): v ↦ S(A(Sv)); see :func:`congruence`."""
+
+    def __init__(self, operator: LinearOperator, sqrt: LinearOperator):
+        self.operator, self.sqrt = operator, sqrt
+        self.shape = operator.shape
+        self.dtype = jnp.result_type(operator.dtype, sqrt.dtype)
+
+    def matvec(self, v):
+        return self.sqrt.matvec(self.operator.matvec(self.sqrt.matvec(v)))
+
+    def matmat(self, V):
+        return self.sqrt.matmat(self.operator.matmat(self.sqrt.matmat(V)))
+
+    def linearize(self) -> CongruenceOperator:
+        return CongruenceOperator(self.operator.linearize(), self.sqrt.linearize())
+
+    @property
+    def T(self):
+        return CongruenceOperator(self.operator.T, self.sqrt)
+
+    def tree_flatten(self):
+        return (self.operator, self.sqrt), None
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children)
+
+
+def congruence(A, S) -> CongruenceOperator:
+    """The congruence S A S (v ↦ S(A(Sv))) for a symmetric S, as a closure-free pytree.
+
+    With S = P^{-1/2} this is the symmetric P^{-1/2} A P^{-1/2}, similar to P⁻¹A: the operator
+    whose extreme eigenvalues are L̂ and ĉ of a preconditioned A (Lanczos needs it symmetric).
+
+    Args:
+      A: operator, shape (n, n) (array, scipy.sparse, precond operator).
+      S: symmetric operator, shape (n, n); S is applied twice and never transposed.
+
+    Example:
+      >>> import jax.numpy as jnp
+      >>> from precond.linalg import DiagonalOperator, congruence, to_dense
+      >>> A = jnp.array([[4.0, 2.0], [2.0, 9.0]])
+      >>> S = DiagonalOperator(jnp.array([1 / 2, 1 / 3]))  # diag(A)^{-1/2}: Jacobi scaling
+      >>> print(to_dense(congruence(A, S)).round(3))
+      [[1.    0.333]
+       [0.333 1.   ]]
+    """
+    A, S = as_operator(A), as_operator(S)
+    if A.shape[0] != A.shape[1] or S.shape != A.shape:
+        raise ValueError(f"congruence needs square A and S of one shape, got {A.shape} and "
+                         f"{S.shape}")
+    return CongruenceOperator(A, S)
 
 
 def as_operator(A, *, dtype=None) -> LinearOperator:
