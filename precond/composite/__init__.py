@@ -1,5 +1,10 @@
-"""Composite problems min f(x) + r(x) solved by NysADMM: proximal operators, smooth losses ℓ(Ax),
-problem builders (lasso, elastic net, ℓ1-logistic, kernel SVM dual, box constraints)."""
+"""Composite problems min f(x) + r(x) solved by NysADMM: problem builders (lasso, elastic net,
+ℓ1-logistic, kernel SVM dual, box constraints) and the solver.
+
+The losses ℓ(Ax), penalties with their prox and data operators are :mod:`precond.glm`'s; the
+names below that come from there (``SquaredLoss``, ``LogisticLoss``, ``L1``,
+``ElasticNetPenalty``, ``Box``, ``BoxHyperplane``, ``soft_threshold``,
+``project_box_hyperplane``, ``data_operator``) are re-exported for the old import paths."""
 
 from .losses import LogisticLoss as LogisticLoss
 from .losses import SquaredLoss as SquaredLoss

@@ -7,17 +7,23 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
-from precond.linalg import NystromPreconditioner, SolverError, Status, cg, nystrom
+from precond.glm import SquaredLoss, dense_gram, has_dense_gram
+from precond.linalg import NystromPreconditioner, Status, cg, check_status, nystrom
+from precond.validation import (
+    check_int,
+    check_key,
+    check_nonnegative,
+    check_positive,
+    check_real,
+)
 
-from .losses import SquaredLoss
 from .problems import (
     LossProblem,
     QuadraticProblem,
-    dense_gram,
     dense_quadratic,
-    has_dense_gram,
     has_dense_quadratic,
     low_rank_quadratic,
 )
@@ -29,7 +35,7 @@ _RHO_PERIOD = 10  # iterations between ρ adaptations
 
 
 class ADMMHistory(NamedTuple):
-    """Per-iteration records (length ``iterations``)."""
+    """Per-iteration records, numpy arrays of length ``iterations``."""
 
     primal_residual: jax.Array  # ‖x − z‖
     dual_residual: jax.Array  # ρ‖z − z_prev‖
@@ -42,22 +48,26 @@ class ADMMResult(NamedTuple):
     """Outcome of :func:`nysadmm`.
 
     ``z`` is the prox iterate: feasible for constraints and exactly sparse for ℓ1 penalties, so it
-    is the solution to use (``solution`` is z); ``x`` is the linear-system iterate.  ``status`` is
-    a :class:`precond.linalg.Status` code (converged / max_iterations / nonfinite).
+    is the solution to use (``solution`` is z); ``x`` is the linear-system iterate (both (d,)).
+    The scalars are 0-d arrays from the jitted loop (``int()``/``float()`` them for Python
+    numbers): ``iterations``, the last ``primal_residual`` ‖x − z‖ and ``dual_residual``
+    ρ‖z − z_prev‖, ``converged``, ``status`` (a :class:`precond.linalg.Status` code: converged /
+    max_iterations / nonfinite), the final ``rho``, the last computed natural ``criterion``, the
+    total ``cg_iterations``.  ``history`` holds numpy arrays; ``x_solver`` says which x-step ran.
     """
 
     x: jax.Array
     z: jax.Array
-    iterations: int
-    primal_residual: float
-    dual_residual: float
-    converged: bool
-    status: int
+    iterations: jax.Array
+    primal_residual: jax.Array
+    dual_residual: jax.Array
+    converged: jax.Array
+    status: jax.Array
     history: ADMMHistory
     u: jax.Array
-    rho: float
-    criterion: float
-    cg_iterations: int
+    rho: jax.Array
+    criterion: jax.Array
+    cg_iterations: jax.Array
     x_solver: str = "pcg"  # "pcg" (Nyström PCG) or "cholesky" (dense Gram), see nysadmm
 
     @property
@@ -69,10 +79,10 @@ class ADMMResult(NamedTuple):
         return Status(int(self.status))
 
     def check(self) -> ADMMResult:
-        if not self.converged:
-            raise SolverError(self.reason, f"after {self.iterations} iterations, primal "
-                                           f"residual {self.primal_residual:.3e}, dual residual "
-                                           f"{self.dual_residual:.3e}")
+        """``self`` if the solve converged, else raise :class:`precond.linalg.SolverError`."""
+        check_status(self.status, f"after {int(self.iterations)} iterations, primal residual "
+                                  f"{float(self.primal_residual):.3e}, dual residual "
+                                  f"{float(self.dual_residual):.3e}")
         return self
 
 
@@ -140,50 +150,65 @@ def nysadmm(
     iteration itself, and nothing in the loop needs the host.
 
     Args:
-      problem: a LossProblem or QuadraticProblem.
+      problem: a LossProblem or QuadraticProblem of dimension d.
       rho: initial ρ > 0, or "auto" (the sketched trace of H_0 over d, i.e. its mean
-        eigenvalue as the sketch sees it, floored at 1e-6·λ̂₁).
-      rank: Nyström sketch size (clipped to the dimension).
-      key: a jax.random key (sketches).
+        eigenvalue as the sketch sees it, floored at 1e-6·λ̂₁; the mean eigenvalue of G for the
+        Cholesky x-step).
+      rank: Nyström sketch size (clipped to d).
+      tol: the natural criterion's tolerance, and the default of ``eps_abs``, ``eps_rel``.
+      max_iter: the iteration cap (≥ 1).
+      key: a jax.random key (sketches); required.
+      eps_abs, eps_rel: Boyd's absolute and relative tolerances.
+      stopping: "auto", "boyd" or "natural" (above).
+      relaxation: α ∈ (0, 2).
+      sketch_every: iterations between sketch refreshes of a non-quadratic f.
+      adapt_rho: adapt ρ by the residual-balancing rule.
+      cg_maxiter: CG steps per x-step at most.
+      check_every: iterations between natural-criterion checks.
+      x_solver: "auto", "pcg" or "cholesky" (above).
+      gram_max_dim: the largest factored dimension "auto" picks "cholesky" for.
+      throw: raise :class:`precond.linalg.SolverError` unless converged (``result.check()``).
+
+    Returns:
+      an :class:`ADMMResult`.
 
     References:
       Zhao, Frangella, Udell, "NysADMM: faster composite convex optimization via low-rank
       approximation", ICML 2022.  Boyd et al., "Distributed optimization and statistical
       learning via ADMM", 2011.  Stellato et al., "OSQP", 2020.
     """
-    if key is None:
-        raise TypeError("key is required (e.g. jax.random.key(0)): the sketch is random")
+    check_key(key)
     d = problem.dim
-    if not isinstance(max_iter, int) or max_iter < 1:
-        raise ValueError(f"max_iter must be an int ≥ 1, got {max_iter!r}")
-    if not isinstance(rank, int) or rank < 1:
-        raise ValueError(f"rank must be an int ≥ 1, got {rank!r}")
-    for name, v in (("tol", tol), ("eps_abs", eps_abs), ("eps_rel", eps_rel)):
-        if v is not None and not (float(v) >= 0 and jnp.isfinite(v)):
-            raise ValueError(f"{name} must be a finite number ≥ 0, got {v}")
+    max_iter = check_int(max_iter, "max_iter", low=1)
+    rank = check_int(rank, "rank", low=1)
+    tol = check_nonnegative(tol, "tol")
+    eps_abs = tol if eps_abs is None else check_nonnegative(eps_abs, "eps_abs")
+    eps_rel = tol if eps_rel is None else check_nonnegative(eps_rel, "eps_rel")
+    relaxation = check_real(relaxation, "relaxation")
     if not 0 < relaxation < 2:
         raise ValueError(f"relaxation must be in (0, 2), got {relaxation}")
-    if stopping not in ("auto", "boyd", "natural"):
-        raise ValueError(f"stopping must be 'auto', 'boyd' or 'natural', got {stopping!r}")
-    if not isinstance(rho, str) and not (float(rho) > 0 and jnp.isfinite(rho)):
-        raise ValueError(f"rho must be a finite number > 0 or 'auto', got {rho}")
-    if isinstance(rho, str) and rho != "auto":
-        raise ValueError(f"rho must be a number > 0 or 'auto', got {rho!r}")
-    if not isinstance(check_every, int) or check_every < 1:
-        raise ValueError(f"check_every must be an int ≥ 1, got {check_every!r}")
-    if x_solver not in ("auto", "pcg", "cholesky"):
-        raise ValueError(f"x_solver must be 'auto', 'pcg' or 'cholesky', got {x_solver!r}")
+    _check_choice(stopping, "stopping", ("auto", "boyd", "natural"))
+    if isinstance(rho, str):
+        if rho != "auto":
+            raise ValueError(f"rho must be a number > 0 or 'auto', got {rho!r}")
+    else:
+        rho = check_positive(rho, "rho")
+    check_every = check_int(check_every, "check_every", low=1)
+    sketch_every = check_int(sketch_every, "sketch_every", low=1)
+    cg_maxiter = check_int(cg_maxiter, "cg_maxiter", low=1)
+    gram_max_dim = check_int(gram_max_dim, "gram_max_dim", low=1)
+    _check_choice(x_solver, "x_solver", ("auto", "pcg", "cholesky"))
     low_rank = None
     if isinstance(problem, QuadraticProblem):
         gram_ok = has_dense_quadratic(problem.Q)
         low_rank = low_rank_quadratic(problem.Q)
         if low_rank is not None and low_rank[0].shape[1] >= d:
             low_rank = None  # p ≥ n: factorizing the n×n Q is the smaller system
-        small = (low_rank[0].shape[1] if low_rank is not None else d) <= int(gram_max_dim)
+        small = (low_rank[0].shape[1] if low_rank is not None else d) <= gram_max_dim
     else:
         gram_ok = (isinstance(problem, LossProblem) and problem.quadratic
                    and isinstance(problem.loss, SquaredLoss) and has_dense_gram(problem.A))
-        small = d <= min(problem.A.shape[0], int(gram_max_dim))
+        small = d <= min(problem.A.shape[0], gram_max_dim)
     if x_solver == "cholesky" and not gram_ok:
         raise ValueError("x_solver='cholesky' needs a least-squares LossProblem on dense data "
                          "(lasso, elastic_net, box_least_squares of an array) or a "
@@ -195,26 +220,27 @@ def nysadmm(
         least_squares = isinstance(problem, LossProblem) and isinstance(problem.loss, SquaredLoss)
         stopping = "natural" if least_squares else "boyd"
     rank = min(rank, d)
-    eps_abs = tol if eps_abs is None else eps_abs
-    eps_rel = tol if eps_rel is None else eps_rel
     # The Gram system is formed here, outside the jitted loop, so that concrete CPU data takes
-    # the host BLAS (see problems._host_gram); under an outer jit it is XLA's GEMM as before.
+    # the host BLAS (see precond.glm.dense_gram); under an outer jit it is XLA's GEMM as before.
     gram = _gram_system(problem, low_rank) if x_solver == "cholesky" else None
-    out = _nysadmm(problem, gram, key, None if isinstance(rho, str) else float(rho), float(tol),
-                   float(eps_abs), float(eps_rel), float(relaxation), jnp.int32(max_iter),
+    out = _nysadmm(problem, gram, key, None if isinstance(rho, str) else rho, tol, eps_abs,
+                   eps_rel, relaxation, jnp.int32(max_iter),
                    hist_len=_history_length(max_iter), rank=rank, stopping=stopping,
-                   sketch_every=int(sketch_every),
-                   adapt_rho=bool(adapt_rho), cg_maxiter=int(cg_maxiter), x_solver=x_solver,
-                   check_every=int(check_every))
+                   sketch_every=sketch_every, adapt_rho=bool(adapt_rho), cg_maxiter=cg_maxiter,
+                   x_solver=x_solver, check_every=check_every)
     x, z, u, k, rp, rd, rho_f, crit, status, hist, total_cg = out
-    k = int(k)
-    history = ADMMHistory(*(h[:k] for h in hist))
-    result = ADMMResult(x, z, k, float(rp), float(rd), int(status) == Status.CONVERGED,
-                        int(status), history, u, float(rho_f), float(crit), int(total_cg),
-                        x_solver)
+    history = ADMMHistory(*(np.asarray(h)[:int(k)] for h in hist))
+    result = ADMMResult(x, z, k, rp, rd, status == Status.CONVERGED, status, history, u, rho_f,
+                        crit, total_cg, x_solver)
     if throw:
         result.check()
     return result
+
+
+def _check_choice(value, name: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be {', '.join(map(repr, choices[:-1]))} or "
+                         f"{choices[-1]!r}, got {value!r}")
 
 
 def _history_length(max_iter: int) -> int:
@@ -285,8 +311,8 @@ def _nysadmm(problem, gram, key, rho0, tol, eps_abs, eps_rel, alpha, max_iter, *
                              / jnp.maximum(rd_new / jnp.maximum(scale_d, tiny), tiny))
             # r_d = 0 with r_p > 0 (z has not moved: at the start of an ℓ1 problem the threshold
             # λ/ρ can exceed every |x̂ + u|, so z stays 0) is an infinite ratio — ρ is too small
-            # — and the rule's own threshold, 5×, is the step taken (lasso benchmark: 140 → 105
-            # iterations, where the rule could not act until iteration 50).
+            # — and the rule's own threshold, 5×, is the step taken (the rule could otherwise
+            # not act until z first moves; the effect on the lasso is in docs/bench/nysadmm.md).
             ratio = jnp.where((rd_new == 0) & (rp_new > 0), 5.0, ratio)
             change = (((ratio >= 5) | (ratio < 0.2)) & jnp.isfinite(ratio) & (rp_new > 0)
                       & (status == _RUNNING) & ((k + 1) % _RHO_PERIOD == 0))
@@ -301,8 +327,8 @@ def _nysadmm(problem, gram, key, rho0, tol, eps_abs, eps_rel, alpha, max_iter, *
         # Iterations at one ρ, then the ρ change they asked for.  The x-step state (a Cholesky
         # factor) is rebuilt out here, once per change: a conditional refactorization inside the
         # iteration, or after every _RHO_PERIOD iterations, made XLA on CPU copy the (d, d)
-        # factor through the conditional each time (2.6 → 4.1 ms per lasso iteration at
-        # d = 2000 on the 2-core Xeon).
+        # factor through the conditional each time, a large share of a lasso iteration
+        # (docs/bench/nysadmm.md).
         s = lax.while_loop(lambda t: running(t) & (t[12] == t[4]), body, s)
         if not adapt_rho:
             return s
@@ -383,8 +409,9 @@ def _cholesky_parts(problem, gram, rho0, dtype):
 
     The loop's aux state is the lower Cholesky factor L of G + ρI, recomputed (d³/3 work) only
     when ρ changes; an x-step is two triangular solves.  (Keeping L⁻¹ instead, so that an x-step
-    is two GEMVs, cost 0.12 s more per factorization at d = 2000 and saved 0.5 ms per
-    iteration on the 2-core Xeon: a loss below ~240 iterations per factorization.)  For
+    is two GEMVs, costs a triangular inversion per factorization for a small saving per
+    iteration: a loss unless hundreds of iterations share one factorization; measured in
+    docs/bench/nysadmm.md.)  For
     Q = VVᵀ of rank p < n (:class:`_LowRankGram`: a linear-kernel SVM with fewer features than
     samples) L factors ρI + VᵀV (p, p) instead and (Q + ρI)⁻¹r = (r − V(ρI + VᵀV)⁻¹Vᵀr)/ρ
     (Woodbury): two products with X per x-step, (n·p + p²) work, and p³ per factorization

@@ -2,14 +2,18 @@
 
 Two kinds of smooth part f:
 
-* :class:`LossProblem` — f(x) = ℓ(Ax) with a separable loss ℓ (losses.py) and a data operator
-  A (m, d); its Hessian AᵀH_ℓ(Ax)A is applied as Aᵀ(D(Av)), never formed.
+* :class:`LossProblem` — f(x) = ℓ(Ax) with a separable loss ℓ and a data operator A (m, d)
+  from :mod:`precond.glm`; its Hessian AᵀH_ℓ(Ax)A is a :class:`precond.glm.GramOperator`,
+  applied as Aᵀ(D(Av)), never formed.
 * :class:`QuadraticProblem` — f(x) = ½xᵀQx + qᵀx for a PSD operator Q (the SVM dual, whose Q is
   diag(y)K diag(y) with a kernel operator K that is never formed when n is large).
 
 Data may be numpy/jax dense arrays or scipy.sparse matrices; sparse data stays sparse (a
 :class:`precond.linalg.SparseOperator`), and centering for an intercept is applied implicitly,
-A v − (x̄ᵀv)1, so it never densifies.
+A v − (x̄ᵀv)1 (:class:`precond.glm.CenteredOperator`), so it never densifies.  The data
+operators, losses, Gram operator and penalties are :mod:`precond.glm`'s; their old names here
+(``data_operator``, ``CenteredOperator``, ``AppendOnesOperator``, ``GramOperator``,
+``dense_gram``, ``has_dense_gram``) are re-exports.
 
 Intercepts: least-squares problems (lasso, elastic net, box/NNLS) center X and b implicitly and
 recover c = b̄ − x̄ᵀx (as scikit-learn does); ℓ1-logistic appends a column of ones whose
@@ -30,11 +34,15 @@ import scipy.sparse as sp
 from jax import lax
 from jax.tree_util import register_pytree_node_class
 
-from precond.linalg import DenseOperator, LinearOperator, SparseOperator, as_operator
-from precond.linalg._checks import as_array
-
-from .losses import LogisticLoss, SquaredLoss
-from .prox import Box, BoxHyperplane, ElasticNetPenalty
+from precond.glm import AppendOnesOperator as AppendOnesOperator
+from precond.glm import Box, BoxHyperplane, ElasticNetPenalty, LogisticLoss, SquaredLoss
+from precond.glm import CenteredOperator as CenteredOperator
+from precond.glm import GramOperator as GramOperator
+from precond.glm import data_operator as data_operator
+from precond.glm import dense_gram as dense_gram
+from precond.glm import has_dense_gram as has_dense_gram
+from precond.linalg import DenseOperator, LinearOperator, as_operator
+from precond.validation import check_finite_array, check_nonnegative, check_positive, float_dtype
 
 __all__ = [
     "LossProblem",
@@ -48,124 +56,13 @@ __all__ = [
     "svm_intercept",
     "linear_kernel",
     "rbf_kernel",
-    "data_operator",
+    "has_dense_quadratic",
+    "dense_quadratic",
+    "low_rank_quadratic",
 ]
 
 
-# ----------------------------------------------------------------------------- operators
-
-
-def data_operator(X) -> LinearOperator:
-    """X (m, d) as an operator: scipy.sparse stays sparse (BCOO), dense becomes a DenseOperator."""
-    if isinstance(X, LinearOperator):
-        return X
-    if sp.issparse(X):
-        # COO input is kept as given (duplicates and explicit zeros included: padding uses them
-        # to give the BCOO a bucketed number of stored entries); other formats go through CSR.
-        dt = np.result_type(X.dtype, np.float32)
-        X = X.astype(dt) if X.format == "coo" else sp.csr_matrix(X, dtype=dt)
-        if not np.all(np.isfinite(X.data)):
-            raise ValueError("X contains NaN or inf")
-        return SparseOperator(X)
-    X = as_array(X)
-    if X.ndim != 2:
-        raise ValueError(f"X must be 2-D, got shape {X.shape}")
-    if not jnp.issubdtype(X.dtype, jnp.floating):
-        X = X.astype(jnp.result_type(float))
-    if not bool(jnp.all(jnp.isfinite(X))):
-        raise ValueError("X contains NaN or inf")
-    return as_operator(X)
-
-
-@register_pytree_node_class
-class CenteredOperator(LinearOperator):
-    """(A − 1 x̄ᵀ) applied as Av − (x̄ᵀv)1 (or its transpose), so sparse A stays sparse."""
-
-    def __init__(self, A, mean, transposed=False):
-        self.A, self.mean, self.transposed = A, mean, transposed
-        m, d = A.shape
-        self.shape = (d, m) if transposed else (m, d)
-        self.dtype = A.dtype
-
-    def matvec(self, v):
-        if self.transposed:
-            return self.A.T.matvec(v) - self.mean * jnp.sum(v)
-        return self.A.matvec(v) - jnp.vdot(self.mean, v)
-
-    def matmat(self, V):
-        if self.transposed:
-            return self.A.T.matmat(V) - self.mean[:, None] * jnp.sum(V, 0)[None]
-        return self.A.matmat(V) - (self.mean @ V)[None]
-
-    @property
-    def T(self):
-        return CenteredOperator(self.A, self.mean, not self.transposed)
-
-    def tree_flatten(self):
-        return (self.A, self.mean), self.transposed
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        return cls(*children, aux)
-
-
-@register_pytree_node_class
-class AppendOnesOperator(LinearOperator):
-    """[A, 1] (m, d+1): the last coefficient is an intercept.  Transpose: [Aᵀw; 1ᵀw]."""
-
-    def __init__(self, A, transposed=False):
-        self.A, self.transposed = A, transposed
-        m, d = A.shape
-        self.shape = (d + 1, m) if transposed else (m, d + 1)
-        self.dtype = A.dtype
-
-    def matvec(self, v):
-        if self.transposed:
-            return jnp.concatenate([self.A.T.matvec(v), jnp.sum(v)[None]])
-        return self.A.matvec(v[:-1]) + v[-1]
-
-    def matmat(self, V):
-        if self.transposed:
-            return jnp.concatenate([self.A.T.matmat(V), jnp.sum(V, 0)[None]], 0)
-        return self.A.matmat(V[:-1]) + V[-1][None]
-
-    @property
-    def T(self):
-        return AppendOnesOperator(self.A, not self.transposed)
-
-    def tree_flatten(self):
-        return (self.A,), self.transposed
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        return cls(children[0], aux)
-
-
-@register_pytree_node_class
-class GramOperator(LinearOperator):
-    """Aᵀ diag(w) A (d, d), applied as Aᵀ(w ⊙ (Av)); never formed."""
-
-    def __init__(self, A, weights):
-        self.A, self.weights = A, weights
-        self.shape = (A.shape[1], A.shape[1])
-        self.dtype = A.dtype
-
-    def matvec(self, v):
-        return self.A.T.matvec(self.weights * self.A.matvec(v))
-
-    def matmat(self, V):
-        return self.A.T.matmat(self.weights[:, None] * self.A.matmat(V))
-
-    @property
-    def T(self):
-        return self
-
-    def tree_flatten(self):
-        return (self.A, self.weights), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        return cls(*children)
+# ----------------------------------------------------------------------------- kernels
 
 
 @register_pytree_node_class
@@ -231,20 +128,32 @@ class RBFKernelOperator(LinearOperator):
 
 
 def linear_kernel(X) -> LinearOperator:
-    """K = XXᵀ applied as X(Xᵀv) (X dense or sparse), never formed."""
+    """K = XXᵀ (n, n) applied as X(Xᵀv), never formed: a :class:`precond.glm.GramOperator`.
+
+    Args:
+      X: (n, p) dense array or scipy.sparse matrix (kept sparse).
+    """
     A = data_operator(X)
     return GramOperator(A.T, jnp.ones(A.shape[1], A.dtype))
 
 
 def rbf_kernel(X, gamma: float, *, dense_max: int = 4000, block: int = 1024) -> LinearOperator:
-    """RBF kernel operator.  For n ≤ ``dense_max`` (a 4000² float64 matrix is 128 MB) K is
-    formed once, so each matvec is a GEMV; above it K is applied block by block (O(n²·p) work,
-    O(n·block) memory per matvec), so n×n is never stored."""
+    """The RBF kernel K_ij = exp(−γ‖xᵢ − xⱼ‖²) (n, n) as an operator.
+
+    For n ≤ ``dense_max`` (a 4000² float64 matrix is 128 MB) K is formed once, so each matvec is
+    a GEMV; above it K is applied block by block (O(n²·p) work, O(n·block) memory per matvec),
+    so n×n is never stored.
+
+    Args:
+      X: (n, p) samples (sparse rows are densified: their RBF kernel is dense anyway).
+      gamma: γ > 0.
+      dense_max: the largest n for which K is formed.
+      block: rows per block of the matrix-free product.
+    """
     if sp.issparse(X):
         X = X.toarray()  # the RBF kernel of sparse rows is dense anyway
     X = jnp.asarray(X)
-    if not jnp.issubdtype(X.dtype, jnp.floating):
-        X = X.astype(jnp.result_type(float))
+    X = X.astype(float_dtype(X))
     op = RBFKernelOperator(X, jnp.asarray(gamma, X.dtype), block)
     if X.shape[0] <= dense_max:
         return DenseOperator(op._rows(X))  # all rows at once (n·n·p work, not K @ I's n³)
@@ -290,8 +199,7 @@ class LossProblem:
         """(H, Hx − ∇f(x)) with H = AᵀH_ℓ(Ax)A: the x-step solves (H + ρI)x⁺ = ρ(z − u) + that."""
         t = self.A.matvec(x)
         w = self.loss.hess_diag(t)
-        H = GramOperator(self.A, w)
-        return H, self.A.T.matvec(w * t - self.loss.grad(t))
+        return GramOperator(self.A, w), self.A.T.matvec(w * t - self.loss.grad(t))
 
     def criterion(self, z):
         """‖z − prox_r(z − ∇f(z))‖ / (1 + ‖z‖ + ‖∇ℓ(Az)‖): seed 004's lasso rule
@@ -351,16 +259,8 @@ def _check_xy(X, y, *, name_y: str = "y"):
         raise ValueError(f"{name_y} has shape {tuple(y.shape)}; expected ({A.shape[0]},) to match "
                          f"X with {A.shape[0]} rows")
     y = y.astype(A.dtype)
-    if not bool(jnp.all(jnp.isfinite(y))):
-        raise ValueError(f"{name_y} contains NaN or inf")
+    check_finite_array(y, name_y)
     return A, y
-
-
-def _check_reg(value, name: str) -> float:
-    v = float(value)
-    if not np.isfinite(v) or v < 0:
-        raise ValueError(f"{name} must be a finite number ≥ 0, got {value}")
-    return v
 
 
 def _check_labels(y):
@@ -395,9 +295,17 @@ def _least_squares(X, b, reg_builder, fit_intercept, sample_weight):
 
 
 def lasso(X, b, lam: float, *, fit_intercept: bool = False, sample_weight=None) -> LossProblem:
-    """½Σᵢwᵢ(xᵢᵀx − bᵢ)² + λ‖x‖₁ (λ is ``lam``, w is ``sample_weight``, default 1); with
-    ``fit_intercept`` X and b are centered (weighted means)."""
-    _check_reg(lam, "lam")
+    """The lasso ½Σᵢwᵢ(xᵢᵀx − bᵢ)² + λ‖x‖₁.
+
+    Args:
+      X: (m, d) data, dense or scipy.sparse (kept sparse).
+      b: (m,) targets.
+      lam: λ ≥ 0.
+      fit_intercept: center X and b (weighted means, implicitly); the intercept is
+        c = b̄ − x̄ᵀx (``problem.intercept(x)``).
+      sample_weight: w (m,) ≥ 0, default all ones.
+    """
+    check_nonnegative(lam, "lam")
     # The ℓ1 prox is the elastic-net prox with λ₂ = 0; one regularizer type means lasso and
     # elastic net share one compiled solver.
     return elastic_net(X, b, lam, 0.0, fit_intercept=fit_intercept, sample_weight=sample_weight)
@@ -405,14 +313,27 @@ def lasso(X, b, lam: float, *, fit_intercept: bool = False, sample_weight=None) 
 
 def elastic_net(X, b, l1: float, l2: float, *, fit_intercept: bool = False,
                 sample_weight=None) -> LossProblem:
-    """½Σᵢwᵢ(xᵢᵀx − bᵢ)² + λ₁‖x‖₁ + (λ₂/2)‖x‖² (λ₁, λ₂ are ``l1``, ``l2``)."""
-    l1, l2 = _check_reg(l1, "l1"), _check_reg(l2, "l2")
+    """The elastic net ½Σᵢwᵢ(xᵢᵀx − bᵢ)² + λ₁‖x‖₁ + (λ₂/2)‖x‖².
+
+    Args:
+      X, b, fit_intercept, sample_weight: as for :func:`lasso`.
+      l1: λ₁ ≥ 0.
+      l2: λ₂ ≥ 0.
+    """
+    l1, l2 = check_nonnegative(l1, "l1"), check_nonnegative(l2, "l2")
     return _least_squares(X, b, lambda d, dt: ElasticNetPenalty(
         jnp.asarray(l1, dt), jnp.asarray(l2, dt), jnp.ones(d, dt)), fit_intercept, sample_weight)
 
 
 def box_least_squares(X, b, lower, upper, *, fit_intercept: bool = False) -> LossProblem:
-    """½‖Xx − b‖² subject to lower ≤ x ≤ upper (scalars or (d,) arrays)."""
+    """½‖Xx − b‖² subject to lower ≤ x ≤ upper.
+
+    Args:
+      X: (m, d) data, dense or scipy.sparse.
+      b: (m,) targets.
+      lower, upper: scalars or (d,) bounds (±inf allowed), lower ≤ upper.
+      fit_intercept: center X and b implicitly, as for :func:`lasso`.
+    """
     def reg(d, dt):
         lo = jnp.broadcast_to(jnp.asarray(lower, dt), (d,))
         hi = jnp.broadcast_to(jnp.asarray(upper, dt), (d,))
@@ -423,20 +344,35 @@ def box_least_squares(X, b, lower, upper, *, fit_intercept: bool = False) -> Los
 
 
 def nonnegative_least_squares(X, b) -> LossProblem:
-    """½‖Xx − b‖² subject to x ≥ 0 (scipy.optimize.nnls's problem)."""
+    """½‖Xx − b‖² subject to x ≥ 0 (scipy.optimize.nnls's problem).
+
+    Args:
+      X: (m, d) data, dense or scipy.sparse.
+      b: (m,) targets.
+    """
     return box_least_squares(X, b, 0.0, jnp.inf)
 
 
 def l1_logistic(X, y, lam: float, *, l2: float = 0.0, C: float = 1.0,
                 fit_intercept: bool = True, sample_weight=None) -> LossProblem:
-    """C Σᵢ log(1 + exp(−yᵢ(xᵢᵀw + c))) + λ‖w‖₁ + (λ₂/2)‖w‖² with y ∈ {−1, +1}.
+    """ℓ1-regularized logistic regression C Σᵢ sᵢ log(1 + exp(−yᵢ(xᵢᵀw + c))) + λ‖w‖₁ +
+    (λ₂/2)‖w‖² with y ∈ {−1, +1}.
 
     scikit-learn's LogisticRegression(C, l1_ratio) is lam = l1_ratio, l2 = 1 − l1_ratio.  With
     ``fit_intercept`` the variable is x = (w, c), A = [X, 1], and c is not penalized.
-    ``sample_weight`` multiplies each row's loss (rows of weight 0 may carry any label).
+
+    Args:
+      X: (m, d) data, dense or scipy.sparse.
+      y: (m,) labels ±1.
+      lam: λ ≥ 0.
+      l2: λ₂ ≥ 0.
+      C: the loss weight C ≥ 0.
+      fit_intercept: append the intercept column (x has d + 1 entries).
+      sample_weight: s (m,) ≥ 0, multiplying each row's loss (rows of weight 0 may carry any
+        label).
     """
-    lam, l2 = _check_reg(lam, "lam"), _check_reg(l2, "l2")
-    C = _check_reg(C, "C")
+    lam, l2 = check_nonnegative(lam, "lam"), check_nonnegative(l2, "l2")
+    C = check_nonnegative(C, "C")
     A, y = _check_xy(X, y)
     w = _sample_weight(sample_weight, A.shape[0], A.dtype)
     _check_labels(jnp.where(w > 0, y, 1.0))
@@ -457,14 +393,15 @@ def svm_dual(K, y, C: float, *, fit_intercept: bool = True, sample_weight=None
              ) -> QuadraticProblem:
     """The kernel SVM dual ½xᵀdiag(y)K diag(y)x − 1ᵀx, 0 ≤ x ≤ C (and yᵀx = 0 with intercept).
 
-    ``K`` is a kernel operator (:func:`linear_kernel`, :func:`rbf_kernel`) or an (n, n) array;
-    y ∈ {−1, +1}.  Without ``fit_intercept`` the constraint yᵀx = 0 is dropped (no bias term).
-    ``sample_weight`` scales C per sample (LIBSVM's weighted C); a zero weight fixes xᵢ = 0 and
-    removes the sample (its label is then ignored).
+    Args:
+      K: a kernel operator (:func:`linear_kernel`, :func:`rbf_kernel`) or an (n, n) array.
+      y: (n,) labels ±1.
+      C: the box bound C > 0.
+      fit_intercept: keep the constraint yᵀx = 0 (LIBSVM's bias term); without it, no bias.
+      sample_weight: (n,) ≥ 0, scaling C per sample (LIBSVM's weighted C); a zero weight fixes
+        xᵢ = 0 and removes the sample (its label is then ignored).
     """
-    C = _check_reg(C, "C")
-    if C == 0:
-        raise ValueError("C must be > 0")
+    C = check_positive(C, "C")
     K = as_operator(K)
     if K.shape[0] != K.shape[1]:
         raise ValueError(f"K must be square, got shape {K.shape}")
@@ -472,8 +409,7 @@ def svm_dual(K, y, C: float, *, fit_intercept: bool = True, sample_weight=None
     if y.ndim != 1 or y.shape[0] != K.shape[0]:
         raise ValueError(f"y has shape {tuple(y.shape)}; expected ({K.shape[0]},)")
     y = y.astype(K.dtype)
-    if not bool(jnp.all(jnp.isfinite(y))):
-        raise ValueError("y contains NaN or inf")
+    check_finite_array(y, "y")
     n, dt = K.shape[0], K.dtype
     w = _sample_weight(sample_weight, n, dt)
     y = jnp.where(w > 0, y, 0.0)
@@ -485,7 +421,12 @@ def svm_dual(K, y, C: float, *, fit_intercept: bool = True, sample_weight=None
 
 def svm_intercept(problem: QuadraticProblem, alpha) -> jax.Array:
     """LIBSVM's intercept from a dual solution: c = mean over free vectors (0 < αᵢ < C) of
-    yᵢ − (K diag(y)α)ᵢ, or the midpoint of the feasible range when no vector is free."""
+    yᵢ − (K diag(y)α)ᵢ, or the midpoint of the feasible range when no vector is free.
+
+    Args:
+      problem: the :func:`svm_dual` problem.
+      alpha: α (n,), its solution (``result.z``).
+    """
     y, C = problem.Q.labels, problem.reg.upper
     grad = problem.Q.matvec(alpha) - 1.0  # = yᵢ(Kdiag(y)α)ᵢ − 1
     tol = 1e-8 * jnp.max(C)
@@ -504,39 +445,7 @@ def svm_intercept(problem: QuadraticProblem, alpha) -> jax.Array:
     return jnp.where(nfree > 0, mean_free, mid)
 
 
-# ----------------------------------------------------------------------------- dense Gram
-
-
-def _dense_matrix(A):
-    """The explicit (m, d) matrix of a DenseOperator, else None (decided from the type alone)."""
-    return A.matrix if isinstance(A, DenseOperator) else None
-
-
-def has_dense_gram(A) -> bool:
-    """Whether :func:`dense_gram` can form AᵀWA for this operator (dense data, maybe centered)."""
-    if isinstance(A, CenteredOperator) and not A.transposed:
-        return isinstance(A.A, DenseOperator)
-    return isinstance(A, DenseOperator)
-
-
-def dense_gram(A, w) -> jax.Array:
-    """G = Aᵀdiag(w)A (d, d) formed once by one GEMM (n·d² work), for A dense (m, d) or
-    centered dense A − 1x̄ᵀ (then G = MᵀWM − x̄sᵀ − sx̄ᵀ + (Σw)x̄x̄ᵀ with s = MᵀW1)."""
-    mean = None
-    if isinstance(A, CenteredOperator):
-        A, mean = A.A, A.mean
-    M = _dense_matrix(A)
-    if M is None:
-        raise TypeError(f"dense_gram needs dense data, got {type(A).__name__}")
-    G = _host_gram(M, w)  # exactly symmetric (numpy's SYRK fills one triangle from the other)
-    if G is None:
-        G = _symmetric_gram(M * w[:, None], M)
-        G = 0.5 * (G + G.T)  # exactly symmetric (the diagonal blocks are not, by rounding)
-    if mean is not None:
-        s = w @ M  # (vᵀM, not Mᵀv: XLA on CPU would copy the transpose)
-        G = G - jnp.outer(mean, s) - jnp.outer(s, mean) + jnp.sum(w) * jnp.outer(mean, mean)
-        G = 0.5 * (G + G.T)
-    return G
+# ----------------------------------------------------------------------------- dense Q
 
 
 def has_dense_quadratic(Q) -> bool:
@@ -545,7 +454,7 @@ def has_dense_quadratic(Q) -> bool:
     if isinstance(Q, LabeledOperator):
         Q = Q.K
     if isinstance(Q, GramOperator):
-        return has_dense_gram(Q.A)
+        return Q.plain and has_dense_gram(Q.A)
     return isinstance(Q, DenseOperator)
 
 
@@ -566,7 +475,8 @@ def low_rank_quadratic(Q):
     of dense data (diag(y) X diag(w) Xᵀ diag(y), s = √w, w ≥ 0) — else None.  X is the stored
     (n, p) matrix, not a copy.  With p < n the x-step (Q + ρI)x = r is solved in ℝᵖ by
     Woodbury instead of factorizing the n×n Q (see :func:`precond.composite.nysadmm.nysadmm`)."""
-    if not isinstance(Q, LabeledOperator) or not isinstance(Q.K, GramOperator):
+    if (not isinstance(Q, LabeledOperator) or not isinstance(Q.K, GramOperator)
+            or not Q.K.plain):
         return None
     B, w = Q.K.A, Q.K.weights  # K = BᵀWB with B (p, n) = Xᵀ
     if not isinstance(B, DenseOperator):
@@ -575,49 +485,3 @@ def low_rank_quadratic(Q):
         return None
     X = B.T.matrix  # (n, p): the stored matrix itself when B is a lazy transpose of X
     return X, Q.labels, jnp.sqrt(w)
-
-
-def _on_host_cpu(*arrays) -> bool:
-    """Concrete (not traced) arrays that live in host memory: numpy, or jax arrays on the CPU."""
-    for a in arrays:
-        if isinstance(a, jax.core.Tracer):
-            return False
-        if isinstance(a, jax.Array) and any(dev.platform != "cpu" for dev in a.devices()):
-            return False
-    return True
-
-
-def _host_gram(M, w):
-    """MᵀWM by the host BLAS (numpy's ``Xᵀ @ X`` is a SYRK) when M and w are concrete CPU arrays,
-    else None.  For a (10000, 2000) float64 M on the 2-core Xeon: 0.33 s, against 0.83 s for
-    XLA's CPU GEMM in :func:`_symmetric_gram` (the lasso stage timings in
-    docs/bench/nysadmm.md) — the Gram is the largest single cost of a lasso solved with the
-    Cholesky x-step, so it is formed where the fast kernel is."""
-    if not _on_host_cpu(M, w):
-        return None
-    M = np.asarray(M)
-    w = np.asarray(w)
-    if np.all(w == 1):
-        G = M.T @ M
-    elif np.all(w >= 0):
-        S = M * np.sqrt(w)[:, None]
-        G = S.T @ S
-    else:
-        G = (M * w[:, None]).T @ M
-        G = 0.5 * (G + G.T)
-    return as_array(G)
-
-
-def _symmetric_gram(WM, M):
-    """WMᵀM for symmetric WMᵀM, by column blocks: only the blocks on and above the diagonal are
-    multiplied (about (1 + 1/nb)/2 of the GEMM work for nb blocks), the rest are transposes."""
-    d = M.shape[1]
-    nb = max(1, min(8, d // 256))
-    b = -(-d // nb)
-    dot = lambda P, Q: lax.dot_general(P, Q, (((0,), (0,)), ((), ())))  # noqa: E731  PᵀQ
-    upper = [dot(WM[:, i * b:(i + 1) * b], M[:, i * b:]) for i in range(nb)]  # (b, d − ib)
-    rows = []
-    for i in range(nb):
-        left = [upper[j][:, (i - j) * b:(i - j + 1) * b].T for j in range(i)]
-        rows.append(jnp.concatenate(left + [upper[i]], 1) if left else upper[i])
-    return jnp.concatenate(rows, 0)
