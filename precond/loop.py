@@ -117,6 +117,7 @@ def run_epochs(
     progress: bool = False,
     name: str = "epochs",
     keep_bad: bool = False,
+    evaluate: Callable[[Any, Any], Any] | None = None,
 ) -> EpochRun:
     """Run ``epoch(k, state) -> (state, record)`` for k = 0 … num_epochs − 1 on the host.
 
@@ -134,6 +135,9 @@ def run_epochs(
       progress: show a rich progress bar named ``name``.
       keep_bad: keep the state of an epoch whose objective is non-finite (default: keep the
         previous state, whose values are all finite).
+      evaluate: ``(state, record) -> record``, called on each epoch's output after its timer
+        stopped: measurements that are not the method's work (a full objective pass) go here
+        and stay out of ``times``; its result is the record kept and judged.
     """
     records, times, elapsed = [], [], 0.0
     status, message = Status.SUCCESS, f"completed {num_epochs} epochs"
@@ -141,6 +145,8 @@ def run_epochs(
         for k in range(num_epochs):
             (new_state, record), dt = timed(epoch, k, state)
             elapsed += dt
+            if evaluate is not None:
+                record = evaluate(new_state, record)
             records.append(record)
             times.append(elapsed)
             f = None if objective is None else float(objective(record))
