@@ -1,5 +1,8 @@
+"""``python -m precond``: the ``precond`` command (see :mod:`precond.cli`)."""
+
 import sys
 
 from precond.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

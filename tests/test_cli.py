@@ -26,4 +26,4 @@ def test_ridge_small(capsys):
 
 def test_ridge_bad_argument(capsys):
     assert main(["ridge", "--lam", "-1"]) == 2
-    assert "--lam must be ≥ 0" in capsys.readouterr().err
+    assert "--lam must be a finite number ≥ 0, got -1.0" in capsys.readouterr().err

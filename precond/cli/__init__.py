@@ -1,7 +1,9 @@
 """The ``precond`` command.
 
-Each subcommand lives in its own module of this package with ``register(subparsers)``; the
-module names are listed in ``COMMANDS``.  The CLI runs in float64 (as seed 001 did) and says so.
+Each subcommand lives in its own module of this package with ``register(subparsers)`` and
+``run(args)``; the module names are listed in ``COMMANDS``.  The CLI runs in float64 (as seed 001
+did) and says so; a user error (``ValueError``, ``TypeError``, ``FileNotFoundError``) prints one
+line and exits with status 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ COMMANDS = ("demo", "ridge", "osgm", "compare", "report", "study", "pinn", "quad
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``precond`` argument parser with every subcommand of ``COMMANDS``."""
     parser = argparse.ArgumentParser(
         prog="precond",
         description="Measure what a preconditioner does, solve with the best one, and show the "
@@ -32,6 +35,19 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``precond`` command in float64 (on the CPU unless ``JAX_PLATFORMS`` says otherwise).
+
+    Args:
+      argv: the arguments after ``precond`` (default ``sys.argv[1:]``).
+
+    Returns:
+      The exit status: 0 on success, 2 on a user error (reported in one line on stderr).
+
+    Example:
+      >>> from precond.cli import build_parser
+      >>> build_parser().parse_args(["report", "runs/demo"]).dir
+      'runs/demo'
+    """
     os.environ.setdefault("JAX_PLATFORMS", "cpu")
     import jax
 

@@ -8,6 +8,11 @@ import sys
 
 
 def register(sub) -> None:
+    """Add the ``compare`` subcommand to the ``precond`` parser.
+
+    Args:
+      sub: the ``argparse`` subparsers of the ``precond`` parser.
+    """
     from precond.experiments.protocol import DEFAULT_METHODS
     from precond.problems.registry import PROBLEMS
 
@@ -30,6 +35,8 @@ def register(sub) -> None:
 
 
 class _RichProgress:
+    """The protocol's progress hooks drawn as a ``rich`` progress bar, one task per unit."""
+
     def __init__(self, bar):
         self.bar, self.task = bar, None
 
@@ -48,6 +55,11 @@ class _RichProgress:
 
 
 def config_from_args(args: argparse.Namespace):
+    """The :class:`~precond.experiments.protocol.ProtocolConfig` the command line asks for.
+
+    Args:
+      args: the parsed ``precond compare`` command line.
+    """
     from precond.experiments.protocol import CURVATURE_METHODS, ProtocolConfig
 
     kw = {"methods": tuple(args.methods), "diagnostics_epoch": args.diagnostics_epoch}
@@ -70,6 +82,14 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run (or resume) the two-phase protocol into ``--out``, then write its report.
+
+    Args:
+      args: the parsed command line.
+
+    Returns:
+      The exit status (0).
+    """
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 

@@ -10,6 +10,11 @@ import time
 
 
 def register(sub) -> None:
+    """Add the ``osgm-bench`` subcommand to the ``precond`` parser.
+
+    Args:
+      sub: the ``argparse`` subparsers of the ``precond`` parser.
+    """
     p = sub.add_parser("osgm-bench", help="solved instances of OSGM vs GD/AGD/Adam/L-BFGS/BFGS "
                        "on offline classification sets", description=__doc__)
     p.add_argument("--out", required=True, help="output directory (results.json, profile.png, "
@@ -32,6 +37,14 @@ SEED_003 = {  # seed 003's table: solved instances in LIBSVM (SVM, logistic regr
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the solved-instances protocol and write results.json, profile.png and report.md.
+
+    Args:
+      args: the parsed command line.
+
+    Returns:
+      The exit status (0).
+    """
     from rich.progress import Progress
 
     from precond.experiments.solved_instances import (
@@ -46,9 +59,11 @@ def run(args: argparse.Namespace) -> int:
         load_classification_sets,
         normalize,
     )
+    from precond.validation import check_int, check_positive
 
-    if args.max_rows <= 1 or args.max_grad_evals < 2 or args.gtol <= 0:
-        raise ValueError("--max-rows must be > 1, --max-grad-evals ≥ 2, --gtol > 0")
+    check_int(args.max_rows, "--max-rows", low=2)
+    check_int(args.max_grad_evals, "--max-grad-evals", low=2)
+    check_positive(args.gtol, "--gtol")
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sets, skipped = load_classification_sets()

@@ -18,6 +18,11 @@ from precond.problems.pinn import PDES
 
 
 def register(sub) -> None:
+    """Add the ``pinn`` subcommand to the ``precond`` parser.
+
+    Args:
+      sub: the ``argparse`` subparsers of the ``precond`` parser.
+    """
     p = sub.add_parser("pinn", help="Adam → L-BFGS → NNCG on the PINN benchmarks",
                        description=__doc__)
     p.add_argument("pde", choices=PDES)
@@ -35,6 +40,14 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run Adam → L-BFGS → NNCG on ``args.pde``; print the tables, write the record and plots.
+
+    Args:
+      args: the parsed command line.
+
+    Returns:
+      The exit status (0).
+    """
     from precond.experiments.pinn import (
         PAPER_RESULTS,
         paper_config,
@@ -43,16 +56,15 @@ def run(args: argparse.Namespace) -> int:
         run_pinn,
         with_overrides,
     )
+    from precond.validation import check_int, check_positive
 
     make = paper_config if args.full else quick_config if args.quick else reduced_config
     config = with_overrides(make(args.pde), mu=args.mu, rank=args.rank,
                             adam_steps=args.adam_steps, lbfgs_steps=args.lbfgs_steps,
                             nncg_steps=args.nncg_steps, seed=args.seed)
     for name in ("adam_steps", "lbfgs_steps", "nncg_steps", "rank"):
-        if getattr(config, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be ≥ 1")
-    if config.mu <= 0:
-        raise ValueError("--mu must be > 0")
+        check_int(getattr(config, name), f"--{name.replace('_', '-')}", low=1)
+    check_positive(config.mu, "--mu")
     console = Console()
     console.print(f"PINN {args.pde}, float64, sizes {config.sizes}")
     total = config.adam_steps * len(config.adam_lrs) + config.lbfgs_steps + config.nncg_steps

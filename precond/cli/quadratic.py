@@ -9,6 +9,11 @@ from rich.table import Table
 
 
 def register(sub) -> None:
+    """Add the ``quadratic`` subcommand to the ``precond`` parser.
+
+    Args:
+      sub: the ``argparse`` subparsers of the ``precond`` parser.
+    """
     p = sub.add_parser("quadratic", help="the quadratic diagnostic: measured floors vs exact "
                        "(Lyapunov) vs Theorem 3.2's bound, three panels", description=__doc__)
     p.add_argument("--out", required=True, help="output folder (results.json, panel_*.png, "
@@ -27,12 +32,26 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from precond.experiments.quadratic import run_quadratic
+    """Run the three panels, print one table per panel, write the outputs to ``--out``.
 
-    if args.runs < 2 or args.d < 10 or args.steps < 1:
-        raise ValueError("need --runs ≥ 2, --d ≥ 10, --steps ≥ 1")
+    Args:
+      args: the parsed command line.
+
+    Returns:
+      The exit status (0).
+    """
+    from precond.experiments.quadratic import run_quadratic
+    from precond.validation import check_int, check_positive
+
+    check_int(args.runs, "--runs", low=2)
+    check_int(args.d, "--d", low=10)
+    check_int(args.steps, "--steps", low=1)
+    check_int(args.record_every, "--record-every", low=1)
     if args.steps % args.record_every:
         raise ValueError("--record-every must divide --steps")
+    check_positive(args.sigma, "--sigma")
+    if args.alpha is not None:
+        check_positive(args.alpha, "--alpha")
     console = Console()
     res = run_quadratic(args.out, d=args.d, runs=args.runs, steps=args.steps, alpha=args.alpha,
                         noise=args.noise, sigma=args.sigma, seed=args.seed,

@@ -6,6 +6,11 @@ import argparse
 
 
 def register(sub) -> None:
+    """Add the ``report`` subcommand to the ``precond`` parser.
+
+    Args:
+      sub: the ``argparse`` subparsers of the ``precond`` parser.
+    """
     p = sub.add_parser("report", help="re-render an experiment's report from stored results",
                        description=__doc__)
     p.add_argument("dir", help="experiment directory written by `precond compare`")
@@ -13,6 +18,14 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Re-render the report of the experiment in ``args.dir``.
+
+    Args:
+      args: the parsed command line.
+
+    Returns:
+      The exit status (0).
+    """
     from precond.experiments.report import write_report
 
     print(f"report: {write_report(args.dir)}")

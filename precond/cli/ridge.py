@@ -12,9 +12,15 @@ from rich.console import Console
 from rich.table import Table
 
 from precond.linalg import DenseOperator, cg, nystrom_pcg
+from precond.validation import check_int, check_nonnegative, check_positive
 
 
 def register(sub) -> None:
+    """Add the ``ridge`` subcommand to the ``precond`` parser.
+
+    Args:
+      sub: the ``argparse`` subparsers of the ``precond`` parser.
+    """
     p = sub.add_parser("ridge", help="ridge regression solved by CG and by Nyström PCG",
                        description=__doc__)
     p.add_argument("--n", type=int, default=4000, help="samples (default 4000)")
@@ -28,7 +34,16 @@ def register(sub) -> None:
 
 
 def ridge_data(n: int, d: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Built-in ill-conditioned regression data: X = U diag(1/i) Vᵀ (n, d), y = Xw* + noise."""
+    """Built-in ill-conditioned regression data: X = √n U diag(1/i) Vᵀ, y = Xw* + 0.1 ε.
+
+    Args:
+      n: samples (rows of X), ≥ d.
+      d: features.
+      seed: the seed of U, V, w* and the noise ε.
+
+    Returns:
+      ``(X (n, d), y (n,))``, float64.
+    """
     rng = np.random.default_rng(seed)
     U, _ = np.linalg.qr(rng.standard_normal((n, d)))
     V, _ = np.linalg.qr(rng.standard_normal((d, d)))
@@ -45,10 +60,20 @@ def _timed(fn):
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.n <= 0 or args.d <= 0:
-        raise ValueError("--n and --d must be positive")
-    if args.lam < 0:
-        raise ValueError("--lam must be ≥ 0")
+    """Solve the ridge system by CG and by Nyström PCG at each rank; print one table.
+
+    Args:
+      args: the parsed command line.
+
+    Returns:
+      The exit status (0).
+    """
+    check_int(args.n, "--n", low=1)
+    check_int(args.d, "--d", low=1, high=args.n)
+    check_nonnegative(args.lam, "--lam")
+    check_positive(args.tol, "--tol")
+    for rank in args.ranks:
+        check_int(rank, "--ranks", low=1, high=args.d)
     console = Console()
     X, y = ridge_data(args.n, args.d, args.seed)
     A = jnp.asarray(X.T @ X)

@@ -18,20 +18,34 @@ STUDIES = ("diagonal", "regularization", "normalization")
 
 
 def register(sub) -> None:
+    """Add the ``study`` subcommand to the ``precond`` parser.
+
+    Args:
+      sub: the ``argparse`` subparsers of the ``precond`` parser.
+    """
     p = sub.add_parser("study", help="seed 002's mechanisms: diagonal / regularization / "
                        "normalization studies", description=__doc__)
     p.add_argument("name", choices=(*STUDIES, "all"), help="which study")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true",
-                   help="scikit-learn digits, a few minutes on 2 cores (default: reduced "
-                        "Fashion-MNIST, average-pooled to 7×7, 6000 train / 2000 test rows)")
+                   help="scikit-learn digits (default: reduced Fashion-MNIST, average-pooled "
+                        "to 7×7, 6000 train / 2000 test rows); run times in "
+                        "docs/results/study.md")
     p.add_argument("--dataset", choices=("digits", "fashion"), default=None,
                    help="override the data set of the non-quick size")
-    p.add_argument("--tiny", action="store_true", help="smoke-test size (seconds)")
+    p.add_argument("--tiny", action="store_true", help="the tests' smoke size")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run the study ``args.name`` (or all three), each into its folder.
+
+    Args:
+      args: the parsed command line.
+
+    Returns:
+      The exit status (0).
+    """
     from precond.experiments.study import diagonal, normalization, regularization
 
     modules = {"diagonal": diagonal, "regularization": regularization,

@@ -20,8 +20,21 @@ def _stack(runs: list[dict], key: str) -> np.ndarray:
 
 def plot_curves(runs_by_method: dict[str, list[dict]], path: str | Path, *, x: str = "epoch",
                 title: str = "") -> Path:
-    """Relative loss of each method (runs = its seeds) against epoch or wall time (``x="time"``);
-    mean line with a min–max band, log y axis.  Writes a PNG to ``path``."""
+    """Plot each method's relative loss against epoch or training wall time, write a PNG.
+
+    Per method: the mean over its finished seeds as a line, the min–max over them as a band,
+    on a log y axis; diverged runs are left out.
+
+    Args:
+      runs_by_method: method → its runs, each a dict with ``status``, ``rel_loss`` and
+        ``time`` (per-epoch arrays), as :func:`precond.experiments.report.collect` gives.
+      path: the PNG file to write.
+      x: ``"epoch"`` or ``"time"``.
+      title: the plot's title.
+
+    Returns:
+      ``path`` as a :class:`~pathlib.Path`.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -43,6 +43,7 @@ from jax.flatten_util import ravel_pytree
 from precond.optim import get_optimizer, make_step
 from precond.problems.base import Problem
 from precond.problems.registry import get_problem
+from precond.validation import check_int, check_positive, default_float
 
 from .store import ResultsStore, _clean, unit_id
 
@@ -57,7 +58,12 @@ LBFGS_GRID = (0.1, 1.0)  # the zoom line search then picks the step along lr·di
 
 
 def default_grid(method: str, quick: bool = False) -> tuple[float, ...]:
-    """The learning-rate grid of ``method`` (quick mode drops the smallest rate)."""
+    """The learning-rate grid of ``method``: seed 001's ranges, L-BFGS apart.
+
+    Args:
+      method: an optimizer name of ``precond.optim.OPTIMIZERS``.
+      quick: drop the smallest rate (the quick protocol and the demo).
+    """
     if method == "lbfgs":
         return (1.0,) if quick else LBFGS_GRID
     grid = CG_GRID if method.startswith("cg") or method in ("nystrom-sgd", "spectral-sgd") \
@@ -67,7 +73,25 @@ def default_grid(method: str, quick: bool = False) -> tuple[float, ...]:
 
 @dataclass(frozen=True)
 class ProtocolConfig:
-    """Everything that determines the numbers (saved as ``experiment.json``)."""
+    """Everything that determines the numbers (saved as ``experiment.json``).
+
+    Attributes:
+      problem: a name of ``precond.problems.registry.PROBLEMS``.
+      methods: the optimizers compared (names of ``precond.optim.OPTIMIZERS``).
+      seeds: the number of seeds (the first tunes the learning rates).
+      quick: the problem's quick sizes and the shorter grids.
+      sizes: single problem sizes to override.
+      phase1_epochs: N₁, the Adam warm-start epochs.
+      phase2_epochs: N₂ ≥ 2, the epochs of each method.
+      phase1_lr: Adam's learning rate in Phase I.
+      grids: method → learning rates (``default_grid`` where absent).
+      method_options: method → keyword arguments of its optimizer (damping λ, ``maxiter``).
+      diagnostics_epoch: the Phase II epoch of the L̂/K diagnostics (clipped to the last; None
+        for the last).
+      noise_batches: B ≥ 2, the mini-batches K is estimated from.
+      tail: the epochs averaged for the "final" loss that picks the learning rate.
+      divergence_factor: a run whose loss exceeds this multiple of ℓ_0 is recorded as diverged.
+    """
 
     problem: str
     methods: tuple[str, ...] = DEFAULT_METHODS
@@ -86,11 +110,13 @@ class ProtocolConfig:
 
     def __post_init__(self):
         for name in ("seeds", "phase1_epochs", "phase2_epochs", "noise_batches", "tail"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+            check_int(getattr(self, name), name, low=1)
         if self.phase2_epochs < 2:
             raise ValueError("phase2_epochs must be ≥ 2")
+        if self.diagnostics_epoch is not None:
+            check_int(self.diagnostics_epoch, "diagnostics_epoch", low=0)
+        check_positive(self.phase1_lr, "phase1_lr")
+        check_positive(self.divergence_factor, "divergence_factor")
         if self.noise_batches < 2:
             raise ValueError("noise_batches must be ≥ 2 (K is a variance)")
         if not self.methods:
@@ -106,13 +132,16 @@ class ProtocolConfig:
         return cls(**kw)
 
     def grid(self, method: str) -> tuple[float, ...]:
+        """The learning rates tried for ``method`` (``grids`` or :func:`default_grid`)."""
         return tuple(float(x) for x in self.grids.get(method, default_grid(method, self.quick)))
 
     def diag_epoch(self) -> int:
+        """The Phase II epoch of the diagnostics, clipped to the last epoch."""
         e = self.phase2_epochs - 1 if self.diagnostics_epoch is None else self.diagnostics_epoch
         return min(e, self.phase2_epochs - 1)
 
     def to_json(self) -> dict:
+        """The configuration as JSON-ready data, the grids filled in."""
         d = dataclasses.asdict(self)
         d["methods"] = list(self.methods)
         d["grids"] = {m: list(self.grid(m)) for m in self.methods}
@@ -127,13 +156,20 @@ class ProtocolConfig:
 
 
 class Progress:
-    """Hooks the CLI fills in (rich bars); the default does nothing."""
+    """Hooks the CLI fills in (rich bars); the default does nothing.
 
-    def start_unit(self, label: str, total_epochs: int) -> None: ...
+    The protocol calls ``start_unit`` before a unit (a Phase I seed, a Phase II run, the
+    diagnostics), ``advance`` after each of its epochs and ``end_unit`` after it.
+    """
 
-    def advance(self, n: int = 1) -> None: ...
+    def start_unit(self, label: str, total_epochs: int) -> None:
+        """A unit named ``label`` of ``total_epochs`` epochs starts."""
 
-    def end_unit(self, label: str, skipped: bool) -> None: ...
+    def advance(self, n: int = 1) -> None:
+        """``n`` more epochs of the current unit are done."""
+
+    def end_unit(self, label: str, skipped: bool) -> None:
+        """The unit ``label`` is done (``skipped``: it was already in the store)."""
 
 
 def _tree_to_flat(params) -> np.ndarray:
@@ -148,7 +184,7 @@ def _scale_by_state_lr(lr: float) -> optax.GradientTransformation:
     """Multiply updates by a learning rate held in the state, so one compiled step serves every
     rate of the grid (the methods' updates are linear in α; L-BFGS is not and keeps α inside)."""
     return optax.GradientTransformation(
-        lambda params: _LRState(jnp.asarray(lr, jnp.result_type(float))),
+        lambda params: _LRState(jnp.asarray(lr, default_float())),
         lambda updates, state, params=None: (jax.tree.map(lambda u: state.lr * u, updates),
                                              state))
 
@@ -283,13 +319,23 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
 def run_protocol(config: ProtocolConfig, out_dir, *, progress: Progress | None = None,
                  problem: Problem | None = None, stop_after: int | None = None,
                  compile_cache: dict | None = None) -> ResultsStore:
-    """Run (or resume) the experiment ``config`` in ``out_dir``; returns the store.
+    """Run (or resume) the experiment ``config`` in ``out_dir`` (module docstring).
 
     Finished units already in the store are skipped, so rerunning after an interruption
-    continues where it stopped.  ``problem`` overrides the registry's (tests use tiny ones);
-    ``stop_after`` stops after that many newly computed units (to test resuming);
-    ``compile_cache`` (a dict the caller owns) shares compiled steps between calls on the same
-    problem and configuration.
+    continues where it stopped.
+
+    Args:
+      config: the experiment.
+      out_dir: its directory (a :class:`~precond.experiments.store.ResultsStore`); one that
+        holds an experiment with another configuration is refused.
+      progress: hooks for a progress display (default none).
+      problem: a problem to use instead of the registry's (tests use tiny ones).
+      stop_after: stop after that many newly computed units (to test resuming).
+      compile_cache: a dict the caller owns that shares compiled steps between calls on the
+        same problem and configuration.
+
+    Returns:
+      The results store; ``precond.experiments.report.write_report`` renders it.
     """
     progress = progress or Progress()
     store = ResultsStore(out_dir)
@@ -302,6 +348,8 @@ def run_protocol(config: ProtocolConfig, out_dir, *, progress: Progress | None =
     meta["problem_sizes"] = problem.sizes
     meta["num_params"] = problem.num_params()
     meta["metric_name"] = problem.metric_name
+    meta["dtype"] = str(jax.tree.leaves(jax.eval_shape(problem.init_params,
+                                                       jax.random.key(0)))[0].dtype)
     meta["methods"] = sorted(set(meta["methods"]) | set((old or {}).get("methods", [])),
                              key=lambda m: (m not in config.methods, m))
     meta["seeds"] = max(config.seeds, (old or {}).get("seeds", 0))

@@ -1,6 +1,10 @@
 """The quadratic diagnostic of seed 001 §4.1: run the three panels, measure the floors, compare
 them with the exact (Lyapunov) stationary loss and Theorem 3.2's bound, and write
-``results.json``, one PNG per panel and ``report.md``."""
+``results.json``, one PNG per panel and ``report.md``.
+
+The problem and its closed forms live in :mod:`precond.problems.quadratic`; the measured
+numbers and the command that made them are in ``docs/results/quadratic.md``.
+"""
 
 from __future__ import annotations
 
@@ -46,15 +50,35 @@ def run_quadratic(out_dir: str | os.PathLike, *, d: int = 100, runs: int = 30,
     Every preconditioner in every panel uses the same fixed step α (default 1/λ_max(H), the
     largest step Theorem 3.2 admits for M = I), seed 001's convention; so the floor tracks K.
     The measured floor is the mean of F over the last ``window`` fraction of the steps, averaged
-    over runs (standard error from the per-run means).
+    over runs (standard error from the per-run means).  Computes in the default float (float64
+    iff x64 is on; the ``precond quadratic`` command switches it on) and records which.
+
+    Args:
+      out_dir: the folder for ``results.json``, ``panel_*.png`` and ``report.md``.
+      d: the dimension.
+      runs: independent SGD runs per preconditioner.
+      steps: SGD steps per run.
+      alpha: the fixed step α for every preconditioner; default 1/λ_max(H).
+      noise: ``"paper"`` (Σ = σ²H) or ``"talk"`` (Σ = σ²I).
+      sigma: the noise scale σ.
+      seed: the seed of H, the runs and the gradient samples.
+      record_every: record F every this many steps (must divide ``steps``).
+      window: the final fraction of the steps, in (0, 1), averaged for the measured floor.
+      grad_samples: the gradient samples the diagnosed K̂ is estimated from.
+      console: a ``rich`` console for progress messages (default silent).
+
+    Returns:
+      The results: ``config``, ``steps_recorded`` and per panel the constants, floors, bounds
+      and loss curves of each preconditioner (as written to ``results.json``).
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if not 0 < window < 1:
         raise ValueError(f"window must be in (0, 1), got {window}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     key = jax.random.key(seed)
     k_prob, k_sim, k_diag = jax.random.split(key, 3)
     problem = make_quadratic(d, k_prob, noise=noise, sigma=sigma)
+    dtype = str(problem.H.dtype)
     lam_max = float(problem.eigenvalues[0])
     alpha = 1.0 / lam_max if alpha is None else float(alpha)
     ks = _ks(d, (0.0, 0.1, 0.2, 0.4))
@@ -74,7 +98,7 @@ def run_quadratic(out_dir: str | os.PathLike, *, d: int = 100, runs: int = 30,
             console.print(msg)
 
     say(f"quadratic d={d}, Λ log-uniform on [1e-2, 1e2], noise={noise} (σ={sigma:g}), "
-        f"α={alpha:.4g}, {runs} runs × {steps} steps, {len(unique)} preconditioners, float64")
+        f"α={alpha:.4g}, {runs} runs × {steps} steps, {len(unique)} preconditioners, {dtype}")
     t0 = time.perf_counter()
     if console is not None:
         with console.status("simulating (one jitted lax.scan over all runs and preconditioners)"):
@@ -128,7 +152,7 @@ def run_quadratic(out_dir: str | os.PathLike, *, d: int = 100, runs: int = 30,
                    "grad_samples": grad_samples, "lam_min": 1e-2, "lam_max": 1e2,
                    "step_convention": "same fixed α for every preconditioner (seed 001); "
                                       "α = 1/λ_max(H) unless given",
-                   "simulation_seconds": sim_seconds, "jax": jax.__version__},
+                   "simulation_seconds": sim_seconds, "jax": jax.__version__, "dtype": dtype},
         "steps_recorded": list(range(0, steps + 1, record_every)),
         "panels": {},
     }
@@ -155,7 +179,15 @@ def run_quadratic(out_dir: str | os.PathLike, *, d: int = 100, runs: int = 30,
 
 def plot_panels(results: dict, out_dir: str | os.PathLike) -> list[Path]:
     """One PNG per panel: mean loss over runs vs step with a ±1 std band, and dashed lines at
-    each preconditioner's exact (Lyapunov) floor."""
+    each preconditioner's exact (Lyapunov) floor.
+
+    Args:
+      results: the dict :func:`run_quadratic` returns (or its ``results.json``).
+      out_dir: the folder for ``panel_<name>.png``.
+
+    Returns:
+      The paths written.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -186,14 +218,22 @@ def plot_panels(results: dict, out_dir: str | os.PathLike) -> list[Path]:
 
 
 def write_report(results: dict, path: str | os.PathLike) -> str:
-    """report.md: constants per preconditioner, measured floor vs exact vs bound, per panel."""
+    """Write ``report.md``: constants per preconditioner, measured floor vs exact vs bound.
+
+    Args:
+      results: the dict :func:`run_quadratic` returns (or its ``results.json``).
+      path: the Markdown file to write.
+
+    Returns:
+      The Markdown text.
+    """
     c = results["config"]
     lines = [
         "# Quadratic diagnostic (seed 001 §4.1)",
         "",
         f"F(w) = ½wᵀHw, d = {c['d']}, Λ log-uniform on [1e-2, 1e2], Q Haar; noise "
         f"{'Σ = σ²H' if c['noise'] == 'paper' else 'Σ = σ²I'} with σ = {c['sigma']:g}; "
-        f"w₀ ~ N(0, I); {c['runs']} runs × {c['steps']} steps; float64.",
+        f"w₀ ~ N(0, I); {c['runs']} runs × {c['steps']} steps; {c.get('dtype', 'float64')}.",
         f"Step-size convention (all three panels): the **same fixed α = {c['alpha']:.4g}** for "
         "every preconditioner (seed 001's convention, α = 1/λ_max(H) = the largest step "
         "Theorem 3.2 admits for M = I), so the floor tracks K. Measured floor: mean of F over "

@@ -1,4 +1,8 @@
-"""``report.md`` (and results.json / results.csv / PNGs) from a results store."""
+"""``report.md`` (and results.json / results.csv / PNGs) from a results store.
+
+Nothing is recomputed: the report renders the units :func:`precond.experiments.protocol.
+run_protocol` stored, so ``precond report DIR`` can redraw it at any time.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,20 @@ def _arr(v) -> np.ndarray:
 
 
 def collect(store: ResultsStore) -> dict:
-    """Group the stored units: config, chosen rates, runs per method, diagnostics."""
+    """Group the stored units of an experiment for the report.
+
+    Args:
+      store: the experiment's results store.
+
+    Returns:
+      ``{"config", "choices", "runs", "diagnostics", "grid_runs", "phase1"}``: the
+      configuration, the chosen learning rate per method, the runs at that rate per method
+      (sorted by seed, curves as float arrays), the diagnostics per method, the tuning seed's
+      grid runs and the Phase I units.
+
+    Raises:
+      FileNotFoundError: the store holds no experiment.
+    """
     config = store.read_json("experiment.json")
     if config is None:
         raise FileNotFoundError(f"{store.root} holds no experiment (experiment.json missing)")
@@ -76,7 +93,15 @@ def _fmt(x, spec=".3g") -> str:
 
 def write_report(out_dir, *, command: str | None = None) -> Path:
     """Render ``report.md``, ``results.json``, ``results.csv`` and the two PNGs in ``out_dir``
-    from the stored units (nothing is recomputed)."""
+    from the stored units (nothing is recomputed).
+
+    Args:
+      out_dir: the experiment directory written by ``run_protocol``.
+      command: the command line that made the experiment, quoted in the report.
+
+    Returns:
+      The path of ``report.md``.
+    """
     out = Path(out_dir)
     data = collect(ResultsStore(out))
     cfg = data["config"]
@@ -97,7 +122,7 @@ def write_report(out_dir, *, command: str | None = None) -> Path:
         L += ["Command:", "", f"    {command}", ""]
     L += ["## Configuration", "",
           f"- problem `{cfg['problem']}`, sizes {cfg['problem_sizes']}, "
-          f"{cfg['num_params']} parameters, float64",
+          f"{cfg['num_params']} parameters, {cfg.get('dtype', 'float64')}",
           f"- Phase I: Adam (lr {cfg['phase1_lr']:g}) for {cfg['phase1_epochs']} epochs from each "
           f"seed (shared by all methods); Phase II: {cfg['phase2_epochs']} epochs per method; "
           "one fresh data set and one optimizer step per epoch",

@@ -32,6 +32,7 @@ import scipy.optimize
 from jax import lax
 
 from precond.optim import osgm_minimize
+from precond.validation import check_int, check_positive
 
 __all__ = ["LOSSES", "METHODS", "Problem", "RunResult", "make_problem", "performance_profile",
            "plot_performance_profile", "run_method", "run_protocol", "solved_counts"]
@@ -45,8 +46,20 @@ METHODS = JAX_METHODS + SCIPY_METHODS
 
 
 class Problem(NamedTuple):
-    """A padded classification loss.  ``A`` (n_pad, d_pad) holds [a; 1] rows, ``mask`` the real
-    rows; ``n``, ``d`` are the real sizes (d counts the bias)."""
+    """A padded classification loss (:func:`make_problem` builds one).
+
+    Attributes:
+      name: the data set's name.
+      loss: one of ``LOSSES``.
+      A: (n_pad, d_pad) rows ãᵢ = [aᵢ; 1], zero-padded to powers of two.
+      y: labels (n_pad,) in {−1, +1} (0 on padded rows).
+      mask: (n_pad,) 1 on the real rows, 0 on the padding.
+      x0: the start (d_pad,), Gaussian with ‖x₀‖ = 1 on the real coordinates.
+      n: the real number of rows N.
+      d: the real number of coordinates (features + bias).
+      L: the smoothness constant (module docstring).
+      mu: μ, the smallest Hessian eigenvalue at x₀, floored at 10⁻¹⁰L.
+    """
 
     name: str
     loss: str
@@ -61,6 +74,19 @@ class Problem(NamedTuple):
 
 
 class RunResult(NamedTuple):
+    """One method on one instance under the protocol.
+
+    Attributes:
+      method: the method's name (one of ``METHODS``).
+      solved: the gradient test ‖∇f‖∞ < gtol stopped it.
+      grad_evals: the gradients it evaluated.
+      fun: f at the returned point.
+      grad_norm: ‖∇f‖∞ there.
+      seconds: its run time (compilation excluded for the JAX methods when measured by
+        :func:`run_protocol`).
+      detail: the solver's stop reason or the chosen learning rate.
+    """
+
     method: str
     solved: bool
     grad_evals: int
@@ -74,7 +100,17 @@ def _pow2(k: int, lo: int) -> int:
     return max(lo, 1 << math.ceil(math.log2(max(k, 1))))
 
 
-def loss_value(w, A, y, mask, loss: str):
+def loss_value(w, A, y, mask, loss: str) -> jax.Array:
+    """f(w) on the padded data: squared hinge ½ Σ max(0, 1 − yᵢãᵢᵀw)² or logistic
+    Σ log(1 + exp(−yᵢãᵢᵀw)), over the rows where ``mask`` is 1.
+
+    Args:
+      w: the weights (d_pad,).
+      A: rows ãᵢ (n_pad, d_pad).
+      y: labels (n_pad,) in {−1, +1}.
+      mask: (n_pad,) 1 on the real rows.
+      loss: one of ``LOSSES``.
+    """
     z = y * (A @ w)
     if loss == "squared_hinge":
         return 0.5 * jnp.sum(mask * jnp.maximum(0.0, 1.0 - z) ** 2)
@@ -92,7 +128,22 @@ def _np_loss_grad(w, A, y, loss):
 
 def make_problem(X: np.ndarray, y: np.ndarray, loss: str, *, name: str = "", seed: int = 0
                  ) -> Problem:
-    """Add the bias column, pad to power-of-two shapes, draw x₀, compute L and μ(x₀)."""
+    """Add the bias column, pad to power-of-two shapes, draw x₀, compute L and μ(x₀).
+
+    Args:
+      X: features (N, p).
+      y: labels (N,) in {−1, +1}.
+      loss: one of ``LOSSES``.
+      name: the data set's name.
+      seed: the seed of x₀.
+
+    Example:
+      >>> import numpy as np
+      >>> from precond.experiments.solved_instances import make_problem
+      >>> p = make_problem(np.eye(3), np.array([1.0, -1.0, 1.0]), "logistic")
+      >>> p.A.shape, p.n, p.d  # padded to (2048, 32); three features and the bias
+      ((2048, 32), 3, 4)
+    """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
     X = np.asarray(X, np.float64)
@@ -247,7 +298,16 @@ def _run_scipy(p: Problem, method: str, max_evals: int, gtol: float) -> RunResul
 
 def run_method(p: Problem, method: str, *, max_grad_evals: int = 1000, gtol: float = 1e-4
                ) -> RunResult:
-    """Run one method of :data:`METHODS` on a problem under the protocol."""
+    """Run one method of :data:`METHODS` on a problem under the protocol (module docstring).
+
+    Args:
+      p: the instance (:func:`make_problem`).
+      method: one of ``METHODS``.
+      max_grad_evals: the gradient budget.
+      gtol: the gradient test ‖∇f‖∞ < gtol that counts the instance as solved.
+    """
+    max_grad_evals = check_int(max_grad_evals, "max_grad_evals", low=1)
+    gtol = check_positive(gtol, "gtol")
     if method in JAX_METHODS:
         return _run_jax(p, method, max_grad_evals, gtol)
     if method in SCIPY_METHODS:
@@ -259,7 +319,14 @@ def run_method(p: Problem, method: str, *, max_grad_evals: int = 1000, gtol: flo
 
 
 def solved_counts(results: Sequence[dict]) -> dict[str, dict[str, int]]:
-    """{method: {loss: number solved}} from rows with keys method, loss, solved."""
+    """The number of instances each method solved, per loss.
+
+    Args:
+      results: rows with keys ``method``, ``loss``, ``solved`` (as :func:`run_protocol` gives).
+
+    Returns:
+      ``{method: {loss: number solved}}``.
+    """
     out: dict[str, dict[str, int]] = {}
     for r in results:
         out.setdefault(r["method"], {loss: 0 for loss in LOSSES})
@@ -270,7 +337,21 @@ def solved_counts(results: Sequence[dict]) -> dict[str, dict[str, int]]:
 def performance_profile(results: Sequence[dict], loss: str, methods: Sequence[str],
                         taus: np.ndarray) -> dict[str, np.ndarray]:
     """Dolan–Moré profile on gradient evaluations: ρ_m(τ) = fraction of instances that m solves
-    within τ × the fewest evaluations any method needed (unsolved costs ∞)."""
+    within τ × the fewest evaluations any method needed (unsolved costs ∞).
+
+    Args:
+      results: rows with keys ``problem``, ``loss``, ``method``, ``solved``, ``grad_evals``.
+      loss: the loss whose instances count.
+      methods: the methods to profile.
+      taus: the ratios τ ≥ 1, shape (T,).
+
+    Returns:
+      method → ρ_m(τ) of shape (T,).
+
+    References:
+      Dolan and Moré, "Benchmarking optimization software with performance profiles",
+      Math. Program. 2002.
+    """
     cost: dict[str, dict[str, float]] = {}
     for r in results:
         if r["loss"] == loss:
@@ -285,6 +366,13 @@ def performance_profile(results: Sequence[dict], loss: str, methods: Sequence[st
 
 
 def plot_performance_profile(results: Sequence[dict], methods: Sequence[str], path) -> None:
+    """Write a PNG of the performance profiles, one panel per loss.
+
+    Args:
+      results: the rows of :func:`run_protocol`.
+      methods: the methods to draw.
+      path: the PNG file.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -310,9 +398,22 @@ def plot_performance_profile(results: Sequence[dict], methods: Sequence[str], pa
 def run_protocol(sets, methods: Sequence[str] = METHODS, *, max_grad_evals: int = 1000,
                  gtol: float = 1e-4, seed: int = 0,
                  progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
-    """Every method × loss × set.  Returns (rows, timing) where timing holds the total run
-    seconds per method and the compile seconds (first call per method, loss and padded shape,
-    measured as first-call time minus an immediate second call)."""
+    """Every method × loss × set under the protocol.
+
+    Args:
+      sets: :class:`~precond.problems.classification.ClassificationSet` s (name, source, X, y).
+      methods: the methods to run (default all of ``METHODS``).
+      max_grad_evals: the gradient budget per run.
+      gtol: the gradient test of a solved instance.
+      seed: the seed of x₀.
+      progress: called with ``"<set> / <loss>"`` after each set and loss.
+
+    Returns:
+      ``(rows, timing)``: one dict per run (set, source, loss, sizes and the
+      :class:`RunResult` fields), and the total run seconds per method with the compile
+      seconds (first call per method, loss and padded shape, measured as first-call time
+      minus an immediate second call).
+    """
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # scipy's L-BFGS-B slows down badly with BLAS threads contending

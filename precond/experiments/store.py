@@ -26,7 +26,16 @@ __all__ = ["ResultsStore", "unit_id"]
 
 
 def unit_id(*parts: Any) -> str:
-    """A file-safe id from parts, e.g. ``unit_id("run", "cg-ggn", 0, 0.1)`` → run-cg-ggn-s0-lr0.1.
+    """A file-safe id from parts: ints become seeds ``s<i>``, floats rates ``lr<x>``, other
+    characters than letters, digits, ``_`` and ``.`` become ``_``.
+
+    Args:
+      *parts: strings, seeds (int) and learning rates (float), in order.
+
+    Example:
+      >>> from precond.experiments.store import unit_id
+      >>> unit_id("run", "cg-ggn", 0, 0.1)
+      'run-cg_ggn-s0-lr0.1'
     """
     out = []
     for p in parts:
@@ -55,7 +64,11 @@ def _clean(x):
 
 
 class ResultsStore:
-    """Atomic JSON/NPZ files under ``root`` (created on demand)."""
+    """Atomic JSON/NPZ files under ``root`` (created on demand); layout in the module docstring.
+
+    Args:
+      root: the experiment's directory.
+    """
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
@@ -76,20 +89,34 @@ class ResultsStore:
             raise
 
     def write_json(self, name: str, obj: dict) -> None:
+        """Write ``obj`` atomically to ``root/name`` (NaN and inf become null).
+
+        Args:
+          name: the path relative to ``root``.
+          obj: JSON-ready data; numpy scalars and arrays are converted.
+        """
         data = json.dumps(_clean(obj), indent=1, sort_keys=True).encode()
         self._atomic_write(self.root / name, lambda f: f.write(data))
 
     def read_json(self, name: str) -> dict | None:
+        """The JSON file ``root/name``, or None when it does not exist."""
         path = self.root / name
         if not path.exists():
             return None
         return json.loads(path.read_text())
 
     def has_unit(self, uid: str) -> bool:
+        """Whether the unit ``uid`` finished (its JSON exists)."""
         return (self.units / f"{uid}.json").exists()
 
     def save_unit(self, uid: str, record: dict, arrays: dict[str, np.ndarray] | None = None):
-        """Write the unit's arrays first, then its JSON: the JSON marks the unit finished."""
+        """Write the unit's arrays first, then its JSON: the JSON marks the unit finished.
+
+        Args:
+          uid: the unit's id (:func:`unit_id`).
+          record: the unit's JSON-ready record.
+          arrays: arrays the unit hands on (saved as ``<uid>.npz``), if any.
+        """
         if arrays:
             self._atomic_write(self.units / f"{uid}.npz",
                                lambda f: np.savez(f, **{k: np.asarray(v) for k, v in
@@ -97,13 +124,16 @@ class ResultsStore:
         self.write_json(f"units/{uid}.json", dict(record, unit=uid))
 
     def load_unit(self, uid: str) -> dict | None:
+        """The record of unit ``uid``, or None when it has not finished."""
         return self.read_json(f"units/{uid}.json")
 
     def load_arrays(self, uid: str) -> dict[str, np.ndarray]:
+        """The arrays unit ``uid`` saved, name → array."""
         with np.load(self.units / f"{uid}.npz") as z:
             return {k: z[k] for k in z.files}
 
     def all_units(self) -> list[dict]:
+        """Every finished unit's record, in file-name order."""
         if not self.units.exists():
             return []
         return [json.loads(p.read_text()) for p in sorted(self.units.glob("*.json"))]

@@ -33,6 +33,7 @@ from jax.flatten_util import ravel_pytree
 
 from precond.curvature import ggn_operator
 from precond.linalg import to_dense
+from precond.validation import check_int, check_key, check_nonnegative
 
 NORMS = ("none", "batch", "layer")
 DATASETS = ("digits", "fashion")
@@ -54,7 +55,15 @@ def load_data(dataset: str = "digits", *, n_train: int | None = None, n_test: in
               pool: int = 4, seed: int = 0) -> Data:
     """scikit-learn's digits (8×8, pixels/16, stratified 80/20 split) or Fashion-MNIST (Debian
     package; images average-pooled ``pool``×``pool``, so 28/pool squared features), subsampled
-    to ``n_train``/``n_test`` rows with a seeded permutation."""
+    to ``n_train``/``n_test`` rows with a seeded permutation.
+
+    Args:
+      dataset: ``"digits"`` or ``"fashion"``.
+      n_train: keep this many training rows (default all).
+      n_test: keep this many test rows (default all).
+      pool: the average-pooling window for Fashion-MNIST, a divisor of 28 (1, 2, 4, 7).
+      seed: the seed of the split and the subsets.
+    """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     rng = np.random.default_rng(seed)
@@ -92,8 +101,17 @@ def load_data(dataset: str = "digits", *, n_train: int | None = None, n_test: in
 
 # ----------------------------------------------------------------------------- MLP
 def init_mlp(key: jax.Array, sizes: tuple[int, ...], norm: str = "none") -> dict:
-    """He-initialized ReLU MLP ``sizes = (d, h1, ..., C)``; with ``norm`` ≠ "none" each hidden
-    activation is normalized and gets a learnable gain g (ones) and shift b (zeros)."""
+    """He-initialized ReLU MLP in float64; with ``norm`` ≠ "none" each hidden activation is
+    normalized and gets a learnable gain g (ones) and shift b (zeros).
+
+    Args:
+      key: a ``jax.random`` key.
+      sizes: ``(d, h_1, …, C)``, at least two positive widths.
+      norm: one of ``NORMS``: ``"none"``, ``"batch"`` (BatchNorm), ``"layer"`` (LayerNorm).
+
+    Returns:
+      ``{"layers": [{"W" (a, b), "b" (b,)}, …]}`` plus ``"norms": [{"g", "b"}, …]`` with a norm.
+    """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if len(sizes) < 2 or min(sizes) < 1:
@@ -120,7 +138,13 @@ def mlp_apply(params: dict, X: jax.Array, norm: str = "none") -> jax.Array:
     """Logits (N, C).  Hidden layer: h ← ReLU(h W + b), then (if ``norm``) h ← g·N(h) + b with
     N the batch (BatchNorm, statistics of the batch X — training mode) or feature (LayerNorm)
     standardization, so the next linear layer sees normalized hidden variables as in seed 002's
-    analysis.  Gradients and curvature flow through the batch statistics."""
+    analysis.  Gradients and curvature flow through the batch statistics.
+
+    Args:
+      params: as :func:`init_mlp` returns.
+      X: inputs (N, d).
+      norm: the ``norm`` the parameters were made with.
+    """
     layers = params["layers"]
     h = X
     for i, layer in enumerate(layers[:-1]):
@@ -133,7 +157,13 @@ def mlp_apply(params: dict, X: jax.Array, norm: str = "none") -> jax.Array:
 
 def hidden_inputs(params: dict, X: jax.Array, norm: str = "none") -> list[np.ndarray]:
     """The input matrix of every linear layer (N, fan_in): X, then each (normalized) hidden
-    variable matrix — seed 002's H in ∇²L = H_e S H_eᵀ."""
+    variable matrix — seed 002's H in ∇²L = H_e S H_eᵀ.
+
+    Args:
+      params: as :func:`init_mlp` returns.
+      X: inputs (N, d).
+      norm: the ``norm`` the parameters were made with.
+    """
     out = [np.asarray(X)]
     h = X
     for i, layer in enumerate(params["layers"][:-1]):
@@ -149,7 +179,14 @@ def extended_condition(Hm: np.ndarray) -> dict:
     """For the extended hidden-variable matrix H_e = [H, 1] (N samples × h+1 features):
     κ = σ_max/σ_min (inf when singular), the spread max/min of its feature (column here; the
     paper's rows) norms — what BatchNorm equalizes — and of its sample norms — what LayerNorm
-    equalizes."""
+    equalizes.
+
+    Args:
+      Hm: a hidden-variable matrix H (N, h).
+
+    Returns:
+      ``{"kappa", "feature_spread", "sample_spread"}``.
+    """
     He = np.hstack([Hm, np.ones((Hm.shape[0], 1))])
     s = np.linalg.svd(He, compute_uv=False)
     feat = np.linalg.norm(He, axis=0)
@@ -160,16 +197,24 @@ def extended_condition(Hm: np.ndarray) -> dict:
 
 
 def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
+    """The mean softmax cross entropy of logits (N, C) against integer labels y (N,)."""
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
 
-def accuracy(params, X, y, norm="none") -> float:
+def accuracy(params, X, y, norm: str = "none") -> float:
+    """The fraction of rows of X (N, d) whose arg-max logit is the label y (N,)."""
     return float(jnp.mean(jnp.argmax(mlp_apply(params, jnp.asarray(X), norm), -1) == y))
 
 
 # ----------------------------------------------------------------------------- training
 class Trajectory(NamedTuple):
-    """Per-epoch curves and the (params, opt_state) snapshots at ``checkpoints`` (epochs)."""
+    """Per-epoch curves and the snapshots at the checkpoint epochs.
+
+    Attributes:
+      train_loss: full-batch training CE after each epoch (epoch 0 = the initialization).
+      test_acc: the test accuracy after each epoch.
+      snapshots: ``(epoch, params, opt_state)`` at each checkpoint.
+    """
 
     train_loss: list[float]
     test_acc: list[float]
@@ -182,7 +227,29 @@ def train(params, opt: optax.GradientTransformation, data: Data, *, epochs: int,
     """Minibatch training of CE + (l2/2)‖p‖² + l1‖p‖₁ with optax ``opt``: one jitted
     ``lax.scan`` over the batches of an epoch, a Python loop over epochs.  Curves record the
     full-batch training CE (without the penalty) and the test accuracy after each epoch;
-    epoch 0 is the initialization."""
+    epoch 0 is the initialization.
+
+    Args:
+      params: the initial parameters (:func:`init_mlp`).
+      opt: the optax optimizer.
+      data: the data set.
+      epochs: the number of epochs.
+      batch_size: rows per minibatch (the last partial batch of an epoch is dropped).
+      key: a ``jax.random`` key for the shuffles.
+      norm: the ``norm`` the parameters were made with.
+      checkpoints: the epochs whose (params, opt_state) are kept (0 = the initialization).
+      l2: the penalty weight λ₂ of (λ₂/2)‖p‖².
+      l1: the penalty weight λ₁ of λ₁‖p‖₁.
+      on_epoch: called without arguments after each epoch (progress bars).
+
+    Raises:
+      ValueError: the training loss turned non-finite (the learning rate is too large).
+    """
+    epochs = check_int(epochs, "epochs", low=0)
+    batch_size = check_int(batch_size, "batch_size", low=1)
+    key = check_key(key)
+    check_nonnegative(l2, "l2")
+    check_nonnegative(l1, "l1")
     Xtr, ytr = jnp.asarray(data.X_train), jnp.asarray(data.y_train)
     n = Xtr.shape[0]
     nb = max(n // batch_size, 1)
@@ -232,7 +299,16 @@ def train(params, opt: optax.GradientTransformation, data: Data, *, epochs: int,
 def preconditioner_diagonal(kind: str, opt_state, params) -> np.ndarray:
     """The diagonal D (flat, ravel_pytree order) that optax's ``kind`` divides the gradient by:
     adam: √v̂ + ε (v̂ = ν/(1 − β₂ᵗ), β₂ = 0.999, ε = 1e-8); rmsprop: √(ν + ε) (ε = 1e-8, optax's
-    eps_in_sqrt); adagrad: √(Σg² + ε) (ε = 1e-7, accumulator started at 0.1)."""
+    eps_in_sqrt); adagrad: √(Σg² + ε) (ε = 1e-7, accumulator started at 0.1).
+
+    Args:
+      kind: ``"adam"``, ``"adamw"``, ``"rmsprop"`` or ``"adagrad"`` (optax defaults assumed).
+      opt_state: that optimizer's state.
+      params: the parameters (for the flattening order).
+
+    Returns:
+      D (n,), positive.
+    """
     unravel_like = lambda t: np.asarray(ravel_pytree(t)[0])  # noqa: E731
     if kind in ("adam", "adamw"):
         st = [s for s in jax.tree_util.tree_leaves(
@@ -252,7 +328,17 @@ def preconditioner_diagonal(kind: str, opt_state, params) -> np.ndarray:
 # ----------------------------------------------------------------------------- curvature
 def dense_ggn(params, X, y, norm: str = "none") -> np.ndarray:
     """Dense GGN (n, n) of the mean CE on (X, y) via precond.curvature.ggn_operator (jitted;
-    the compile is shared by calls with the same shapes and ``norm``)."""
+    the compile is shared by calls with the same shapes and ``norm``).
+
+    Args:
+      params: the MLP's parameters (n of them once flattened).
+      X: inputs (N, d).
+      y: integer labels (N,).
+      norm: the ``norm`` the parameters were made with.
+
+    Returns:
+      G (n, n), symmetrized.
+    """
     G = np.asarray(_dense_ggn(params, jnp.asarray(X), jnp.asarray(y), norm))
     return 0.5 * (G + G.T)
 
@@ -264,7 +350,13 @@ def _dense_ggn(params, X, y, norm):
 
 
 class Kappa(NamedTuple):
-    """κ_δ = λ_max/λ_min of S(G+δI)S and κ_+ = λ_1/λ_r of S G S (r = rank of G)."""
+    """Condition numbers under a diagonal scaling S = D^{-1/2} (module docstring).
+
+    Attributes:
+      kappa_damped: κ_δ = λ_max/λ_min of S(G + δI)S.
+      kappa_plus: κ_+ = λ_1/λ_r of S G S (r = the numerical rank of G).
+      lam_max: λ_max of S(G + δI)S.
+    """
 
     kappa_damped: float
     kappa_plus: float
@@ -272,12 +364,20 @@ class Kappa(NamedTuple):
 
 
 def numerical_rank(G: np.ndarray, rank_rtol: float = 1e-9) -> int:
+    """The number r of eigenvalues of the symmetric G (n, n) above ``rank_rtol``·λ_max."""
     ev = np.linalg.eigvalsh(G)
     return int(np.sum(ev > rank_rtol * ev[-1]))
 
 
 def kappas(G: np.ndarray, d: np.ndarray | None, delta: float, rank: int) -> Kappa:
-    """Condition numbers of D⁻¹(G + δI) and D⁻¹G (rank-r part) via S = D^{-1/2} (see module)."""
+    """Condition numbers of D⁻¹(G + δI) and D⁻¹G (rank-r part) via S = D^{-1/2} (see module).
+
+    Args:
+      G: the GGN (n, n), symmetric PSD.
+      d: the diagonal D (n,) > 0, or None for D = I.
+      delta: the damping δ ≥ 0.
+      rank: r, the numerical rank of G (:func:`numerical_rank`).
+    """
     n = G.shape[0]
     s = np.ones(n) if d is None else 1.0 / np.sqrt(np.asarray(d, np.float64))
     SGS = s[:, None] * G * s[None, :]
@@ -290,7 +390,16 @@ def kappas(G: np.ndarray, d: np.ndarray | None, delta: float, rank: int) -> Kapp
 def regularized_hessians(H: np.ndarray, d: np.ndarray, lam: float
                          ) -> tuple[np.ndarray, np.ndarray]:
     """z-space Hessians with p = P z, P = D^{-1/2} (M = PPᵀ = D⁻¹ Adam's preconditioner):
-    AdamW (L2 on z): PᵀHP + λI;  Adam + L2 (L2 on p): PᵀHP + λPᵀP."""
+    AdamW (L2 on z): PᵀHP + λI;  Adam + L2 (L2 on p): PᵀHP + λPᵀP.
+
+    Args:
+      H: the Hessian (or GGN) in p (n, n).
+      d: Adam's divisor D (n,) > 0.
+      lam: the L2 strength λ.
+
+    Returns:
+      ``(PᵀHP + λI, PᵀHP + λPᵀP)``.
+    """
     P = 1.0 / np.sqrt(np.asarray(d, np.float64))
     PHP = P[:, None] * H * P[None, :]
     n = H.shape[0]
@@ -305,6 +414,7 @@ def cond_sym(A: np.ndarray) -> float:
 
 # ----------------------------------------------------------------------------- output
 def write_outputs(out: str | os.PathLike, stem: str, report: str, payload: dict) -> None:
+    """Write ``report.md`` and ``<stem>.json`` (numpy values converted) to the folder ``out``."""
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(report)
@@ -320,6 +430,15 @@ def _json_default(x):
 
 
 def md_table(header: list[str], rows: list[list]) -> str:
+    """A Markdown table; floats printed with 3 significant digits.
+
+    Example:
+      >>> from precond.experiments.study.common import md_table
+      >>> print(md_table(["norm", "κ"], [["none", 1234.5]]))
+      | norm | κ |
+      |---|---|
+      | none | 1.23e+03 |
+    """
     def fmt(v):
         if isinstance(v, float):
             return f"{v:.3g}"
@@ -331,4 +450,5 @@ def md_table(header: list[str], rows: list[list]) -> str:
 
 
 def n_params(params) -> int:
+    """The number of scalar parameters in the pytree ``params``."""
     return int(ravel_pytree(params)[0].size)

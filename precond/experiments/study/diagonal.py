@@ -33,6 +33,13 @@ OPTIMIZERS = {"adagrad": (optax.adagrad, 3e-2), "rmsprop": (optax.rmsprop, 1e-3)
 
 
 def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
+    """The study's configuration (data, network, schedule, checkpoints) at a named size.
+
+    Args:
+      quick: scikit-learn digits (the quick size).
+      tiny: the tests' smoke size (overrides the others).
+      dataset: ``"digits"`` or ``"fashion"`` for the non-quick size (default digits).
+    """
     if tiny:
         return dict(dataset="digits", n_train=120, n_test=60, pool=4, hidden=(4,), epochs=1,
                     batch_size=40, checkpoints=(1,), n_curv=40, delta=1e-4, seed=0,
@@ -48,7 +55,13 @@ def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
 
 def run(out: str | pathlib.Path, cfg: dict, progress=None) -> dict:
     """Run the study with ``cfg`` (see ``config``); write report.md, diagonal.json and PNGs
-    to ``out``; return the JSON payload."""
+    to ``out``; return the JSON payload.
+
+    Args:
+      out: the output folder.
+      cfg: the configuration (:func:`config`).
+      progress: called with a count of finished epochs (0 after each checkpoint's analysis).
+    """
     data = common.load_data(cfg["dataset"], n_train=cfg["n_train"], n_test=cfg["n_test"],
                             pool=cfg["pool"], seed=cfg["seed"])
     sizes = (data.X_train.shape[1], *cfg["hidden"], 10)

@@ -28,6 +28,13 @@ from . import common
 
 
 def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
+    """The study's configuration (data, network, schedule, checkpoints) at a named size.
+
+    Args:
+      quick: scikit-learn digits (the quick size).
+      tiny: the tests' smoke size (overrides the others).
+      dataset: ``"digits"`` or ``"fashion"`` for the non-quick size (default digits).
+    """
     if tiny:
         return dict(dataset="digits", n_train=120, n_test=60, pool=4, hidden=(4, 4),
                     epochs=1, batch_size=40, checkpoints=(1,), n_curv=40, lr=0.1,
@@ -42,7 +49,16 @@ def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
 
 
 def run(out: str | pathlib.Path, cfg: dict, progress=None) -> dict:
-    """Run the study with ``cfg``; write report.md, normalization.json and PNGs to ``out``."""
+    """Run the study with ``cfg``; write report.md, normalization.json and PNGs to ``out``.
+
+    Args:
+      out: the output folder.
+      cfg: the configuration (:func:`config`).
+      progress: called with a count of finished epochs (0 after each checkpoint's analysis).
+
+    Returns:
+      The JSON payload (with the log-eigenvalue samples the plots use).
+    """
     data = common.load_data(cfg["dataset"], n_train=cfg["n_train"], n_test=cfg["n_test"],
                             pool=cfg["pool"], seed=cfg["seed"])
     sizes = (data.X_train.shape[1], *cfg["hidden"], 10)

@@ -29,15 +29,27 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from precond.validation import check_nonnegative
+
 from . import common
 
 
 def adam_l1_intrinsic(learning_rate: float, l1: float, *, b1: float = 0.9, b2: float = 0.999,
                       eps: float = 1e-8) -> optax.GradientTransformation:
     """Adam with decoupled L1 on the intrinsic parameters z = D^{1/2} p:
-    p ← p − α(m̂/(√v̂+ε) + λ₁ sign(p)/√(√v̂+ε))."""
-    if not l1 >= 0:
-        raise ValueError(f"l1 must be ≥ 0, got {l1}")
+    p ← p − α(m̂/(√v̂+ε) + λ₁ sign(p)/√(√v̂+ε)).
+
+    Args:
+      learning_rate: α.
+      l1: λ₁ ≥ 0.
+      b1: Adam's β₁.
+      b2: Adam's β₂.
+      eps: Adam's ε in D = √v̂ + ε.
+
+    Returns:
+      An optax ``GradientTransformation`` whose ``update`` needs ``params``.
+    """
+    l1 = check_nonnegative(l1, "l1")
     adam = optax.scale_by_adam(b1=b1, b2=b2, eps=eps)
 
     def update(g, state, params):
@@ -51,6 +63,13 @@ def adam_l1_intrinsic(learning_rate: float, l1: float, *, b1: float = 0.9, b2: f
 
 
 def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
+    """The study's configuration (data, network, schedule, checkpoints) at a named size.
+
+    Args:
+      quick: scikit-learn digits (the quick size).
+      tiny: the tests' smoke size (overrides the others).
+      dataset: ``"digits"`` or ``"fashion"`` for the non-quick size (default digits).
+    """
     if tiny:
         return dict(dataset="digits", n_train=120, n_test=60, pool=4, hidden=(4,), epochs=1,
                     batch_size=40, checkpoints=(1,), n_curv=40, lr=3e-3, lams=(1e-2,),
@@ -65,7 +84,16 @@ def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
 
 
 def run(out: str | pathlib.Path, cfg: dict, progress=None) -> dict:
-    """Run the study with ``cfg``; write report.md, regularization.json and PNGs to ``out``."""
+    """Run the study with ``cfg``; write report.md, regularization.json and PNGs to ``out``.
+
+    Args:
+      out: the output folder.
+      cfg: the configuration (:func:`config`).
+      progress: called with a count of finished epochs.
+
+    Returns:
+      The JSON payload.
+    """
     data = common.load_data(cfg["dataset"], n_train=cfg["n_train"], n_test=cfg["n_test"],
                             pool=cfg["pool"], seed=cfg["seed"])
     sizes = (data.X_train.shape[1], *cfg["hidden"], 10)
