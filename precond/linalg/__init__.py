@@ -10,6 +10,9 @@ from .density import spectral_density as spectral_density
 from .lanczos import LanczosResult as LanczosResult
 from .lanczos import extreme_eigenvalues as extreme_eigenvalues
 from .lanczos import lanczos as lanczos
+from .matvec import HostOperator as HostOperator
+from .matvec import MatvecOperator as MatvecOperator
+from .matvec import from_matvec as from_matvec
 from .nystrom import NystromApprox as NystromApprox
 from .nystrom import NystromPreconditioner as NystromPreconditioner
 from .nystrom import nystrom as nystrom
@@ -21,14 +24,12 @@ from .operators import DiagonalOperator as DiagonalOperator
 from .operators import IdentityOperator as IdentityOperator
 from .operators import LinearOperator as LinearOperator
 from .operators import LowRankPlusIdentity as LowRankPlusIdentity
-from .operators import MatvecOperator as MatvecOperator
 from .operators import ScaledOperator as ScaledOperator
 from .operators import SparseOperator as SparseOperator
 from .operators import SumOperator as SumOperator
 from .operators import as_operator as as_operator
 from .operators import as_scipy as as_scipy
 from .operators import congruence as congruence
-from .operators import from_matvec as from_matvec
 from .operators import to_dense as to_dense
 from .power import PowerResult as PowerResult
 from .power import power_iteration as power_iteration

@@ -9,9 +9,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._checks import check_nonnegative, check_square, check_vector, is_concrete
+from precond.validation import check_nonnegative, float_dtype, is_concrete
+
+from ._checks import check_square, check_vector
 from .operators import LinearOperator, as_operator
-from .status import SolverError, Status
+from .status import Status, check_status
 
 __all__ = ["CGResult", "cg"]
 
@@ -44,9 +46,8 @@ class CGResult(NamedTuple):
 
     def check(self) -> CGResult:
         """Return self if converged, else raise :class:`SolverError` with what to try."""
-        if not bool(self.converged):
-            raise SolverError(self.reason, f"after {int(self.iterations)} iterations, "
-                                           f"residual norm {float(self.residual_norm):.3e}")
+        check_status(self.status, f"after {int(self.iterations)} iterations, residual norm "
+                                  f"{float(self.residual_norm):.3e}")
         return self
 
 
@@ -66,19 +67,22 @@ def cg(
     Stops when ‖b − Ax‖ ≤ max(tol·‖b‖, atol), as ``scipy.sparse.linalg.cg(A, b, rtol=tol,
     atol=atol, M=M)`` does, or after ``maxiter`` iterations (default 10n, scipy's default).
     Differences from scipy and ``jax.scipy.sparse.linalg.cg``: the whole loop is one
-    ``lax.while_loop`` (jit-able, no Python per iteration), and the result says why it stopped.
+    ``lax.while_loop`` (jit-able, no Python per iteration), the result says why it stopped, and
+    ``A.linearize()`` is called once before the loop (a Hessian or GGN operator linearizes its
+    model there and replays the linear map per product).  Operators are pytrees, so a new
+    operator of the same kind and shapes reuses the compiled loop.
 
     A fixed-budget mode, ``tol=0, atol=0, maxiter=m``, runs exactly m iterations unless the
     residual becomes exactly zero (then it stops as converged) or reaches the rounding floor
     (then it stops as stalled) — it never forms 0/0, in float32 or float64.
 
     Args:
-      A: the SPD operator (array, scipy.sparse matrix or precond operator), shape (n, n).
-      b: right-hand side, shape (n,).
-      M: applies the *inverse* preconditioner M⁻¹ (an operator or array), SPD.
-      x0: starting point (default zeros); not modified.
+      A: the SPD operator A (array, scipy.sparse matrix or precond operator), shape (n, n).
+      b: right-hand side b, shape (n,).
+      M: applies the *inverse* preconditioner M⁻¹ (an operator or array), SPD, shape (n, n).
+      x0: starting point x₀, shape (n,) (default zeros); not modified.
       tol, atol: relative and absolute residual tolerances, ≥ 0.
-      maxiter: iteration cap (≥ 0).
+      maxiter: iteration cap (≥ 0; default 10n).
       throw: raise :class:`SolverError` instead of returning a failed status (outside jit only).
 
     Example:
@@ -94,9 +98,7 @@ def cg(
     A = as_operator(A)
     n = check_square(A)
     b = check_vector(b, n, "b")
-    dtype = jnp.result_type(A.dtype, b.dtype)
-    if not jnp.issubdtype(dtype, jnp.floating):
-        dtype = jnp.result_type(float)
+    dtype = float_dtype(A.dtype, b.dtype)
     b = b.astype(dtype)
     zero_start = x0 is None
     x0 = jnp.zeros(n, dtype) if zero_start else check_vector(x0, n, "x0").astype(dtype)
@@ -117,8 +119,11 @@ def cg(
     return result
 
 
-@partial(jax.jit, static_argnames=("zero_start",))
-def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=False) -> CGResult:
+def _cg_body(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=False
+             ) -> CGResult:
+    """The PCG loop, traced; linearizes A and M once, before the loop."""
+    A = A.linearize()
+    M = None if M is None else M.linearize()
     apply_M = (lambda r: r) if M is None else M.matvec
     dot = jnp.vdot
     r0 = b if zero_start else b - A.matvec(x0)  # x0 = 0: no matvec for the first residual
@@ -188,3 +193,6 @@ def _cg(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=False) ->
     failed = (status == Status.BREAKDOWN) | (status == Status.NEGATIVE_CURVATURE)
     status = jnp.where(failed & (rnorm <= floor), Status.STALLED, status).astype(jnp.int32)
     return CGResult(x, k, rnorm, status == Status.CONVERGED, status, p)
+
+
+_cg = partial(jax.jit, static_argnames=("zero_start",))(_cg_body)

@@ -9,19 +9,32 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._checks import check_key, check_square, check_vector
+from precond.validation import check_int, check_key, float_dtype
+
+from ._checks import check_square, check_vector
 from .operators import as_operator
+from .status import Status, check_status
 
 __all__ = ["LanczosResult", "lanczos", "extreme_eigenvalues"]
 
 
 class LanczosResult(NamedTuple):
-    """A Q = Q T + β_k q_{k+1} e_kᵀ: Q (n, k) orthonormal, T = tridiag(alpha (k,), beta (k−1,))."""
+    """A Q = Q T + β_k q_{k+1} e_kᵀ: Q (n, k) orthonormal, T = tridiag(alpha (k,), beta (k−1,)).
+
+    ``status`` is SUCCESS (the k steps ran; Lanczos has no tolerance) or NONFINITE (an α or β
+    is NaN/inf: check the operator); an int array under jit.
+    """
 
     Q: jax.Array
     alpha: jax.Array
     beta: jax.Array
     residual_beta: jax.Array
+    status: jax.Array
+
+    def check(self) -> LanczosResult:
+        """Return self unless the status is a failure (then :class:`SolverError`)."""
+        check_status(self.status, f"after {self.alpha.shape[-1]} Lanczos steps")
+        return self
 
     def tridiagonal(self) -> jax.Array:
         """T as a dense (k, k) matrix."""
@@ -40,14 +53,19 @@ def lanczos(A, num_steps: int, key: jax.Array, *, v0=None) -> LanczosResult:
     Ritz values appear; it costs O(nk) per step, fine for the k ≲ a few hundred used here.  When
     β_j vanishes (an invariant subspace was found) the recurrence restarts from a fresh random
     vector orthogonal to Q with β_j = 0, so T stays a valid (block-diagonal) projection of A.
+    ``A.linearize()`` is called once, before the steps.
+
+    Args:
+      A: symmetric operator A, shape (n, n).
+      num_steps: k, 1 ≤ k ≤ n.
+      key: jax.random key (the start vector, and restart vectors on breakdown).
+      v0: start vector, shape (n,) (normalized here); default Gaussian from ``key``.
     """
     A = as_operator(A)
     n = check_square(A)
-    num_steps = int(num_steps)
-    if not 1 <= num_steps <= n:
-        raise ValueError(f"num_steps must be in [1, {n}], got {num_steps}")
+    num_steps = check_int(num_steps, "num_steps", low=1, high=n)
     key = check_key(key)
-    dtype = A.dtype if jnp.issubdtype(A.dtype, jnp.floating) else jnp.result_type(float)
+    dtype = float_dtype(A.dtype)
     k_v0, k_restart = jax.random.split(key)
     if v0 is None:
         v0 = jax.random.normal(k_v0, (n,), dtype)
@@ -59,6 +77,11 @@ def lanczos(A, num_steps: int, key: jax.Array, *, v0=None) -> LanczosResult:
 
 @partial(jax.jit, static_argnums=3)
 def _lanczos(A, v0, restarts, num_steps):
+    return _lanczos_body(A.linearize(), v0, restarts, num_steps)
+
+
+def _lanczos_body(A, v0, restarts, num_steps):
+    """The Lanczos scan, traced; A must already be linearized."""
     n = v0.shape[0]
     dtype = v0.dtype
     eps = jnp.finfo(dtype).eps
@@ -90,7 +113,9 @@ def _lanczos(A, v0, restarts, num_steps):
 
     (Q, _, _), (alpha, beta) = lax.scan(
         step, (Q, jnp.zeros((), dtype), jnp.zeros((), dtype)), jnp.arange(num_steps))
-    return LanczosResult(Q[:, :num_steps], alpha, beta[:-1], beta[-1])
+    finite = jnp.all(jnp.isfinite(alpha)) & jnp.all(jnp.isfinite(beta))
+    status = jnp.where(finite, Status.SUCCESS, Status.NONFINITE).astype(jnp.int32)
+    return LanczosResult(Q[:, :num_steps], alpha, beta[:-1], beta[-1], status)
 
 
 def extreme_eigenvalues(A, key: jax.Array, *, num_steps: int | None = None,
@@ -101,6 +126,14 @@ def extreme_eigenvalues(A, key: jax.Array, *, num_steps: int | None = None,
     reorthogonalization 80 steps resolve them to about 1e-6 relative on spectra spanning four
     decades of 1000-dimensional problems.  Ritz values lie inside [λ_min, λ_max], so the estimates
     err inwards (λ_min from above, λ_max from below); with ``num_steps = n`` they are exact.
+
+    Args:
+      A: symmetric operator A, shape (n, n).
+      key: jax.random key for the start vector.
+      num_steps: Lanczos steps k (1 ≤ k ≤ n).
+
+    Returns:
+      (λ_min, λ_max) as 0-d arrays.
     """
     A = as_operator(A)
     n = check_square(A)

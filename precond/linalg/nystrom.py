@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._checks import check_key, check_nonnegative, check_rank, check_square, check_vector
-from .cg import CGResult, cg
-from .operators import LinearOperator, as_operator
+from precond.validation import check_key, check_nonnegative, float_dtype, is_concrete
+
+from ._checks import check_rank, check_square, check_vector
+from .cg import CGResult, _cg_body, cg
+from .operators import LinearOperator, LowRankPlusIdentity, as_operator
 from .power import power_iteration
 
 __all__ = [
@@ -47,7 +50,13 @@ def nystrom(A, rank: int, key: jax.Array) -> NystromApprox:
     negative eigenvalues dropped instead of a Cholesky, so a rank-deficient or slightly
     indefinite core (an operator that is PSD only up to rounding) still gives a finite answer.
 
-    Cost: r matvecs (one ``matmat``) + O(nr²).
+    Cost: r matvecs (one ``matmat`` of ``A.linearize()``) + O(nr²); one compiled program per
+    operator kind and shapes.
+
+    Args:
+      A: PSD operator A, shape (n, n).
+      rank: r, the sketch size, 1 ≤ r ≤ n.
+      key: jax.random key for Ω.
 
     References:
       Tropp, Yurtsever, Udell, Cevher, "Fixed-rank approximation of a positive-semidefinite
@@ -57,20 +66,33 @@ def nystrom(A, rank: int, key: jax.Array) -> NystromApprox:
     n = check_square(A)
     rank = check_rank(rank, n)
     key = check_key(key)
-    dtype = A.dtype if jnp.issubdtype(A.dtype, jnp.floating) else jnp.result_type(float)
+    return _nystrom(A, key, rank=rank)
+
+
+def _test_matrix(key, n: int, rank: int, dtype):
     omega = jax.random.normal(key, (n, rank), dtype)
     if 4 * rank > n:
         omega, _ = jnp.linalg.qr(omega)
     else:
         # Â depends on range(Ω) only, and a Gaussian (n, r) block with r ≤ n/4 is already well
-        # conditioned (σ_max/σ_min ≈ (1 + √(r/n))/(1 − √(r/n)) ≤ 3), so the QR (3.9 of the
-        # 23 ms of a rank-100 Nyström PCG solve at n = 1000) is skipped; 1/√n gives the
-        # columns unit norm on average, the scale the shift ν assumes.
+        # conditioned (σ_max/σ_min ≈ (1 + √(r/n))/(1 − √(r/n)) ≤ 3), so the QR (a visible
+        # share of a Nyström PCG solve) is skipped; 1/√n gives the columns unit norm on
+        # average, the scale the shift ν assumes.
         omega = omega / jnp.sqrt(jnp.asarray(n, dtype))
+    return omega
+
+
+def _nystrom_body(A: LinearOperator, key, rank: int) -> NystromApprox:
+    """Sketch and factor; A must already be linearized."""
+    omega = _test_matrix(key, A.shape[0], rank, float_dtype(A.dtype))
     return _nystrom_from_sketch(omega, A.matmat(omega))
 
 
-@jax.jit
+@partial(jax.jit, static_argnames=("rank",))
+def _nystrom(A, key, *, rank):
+    return _nystrom_body(A.linearize(), key, rank)
+
+
 def _nystrom_from_sketch(omega, Y) -> NystromApprox:
     eps = jnp.finfo(Y.dtype).eps
     nu = jnp.sqrt(Y.shape[0]) * eps * jnp.linalg.norm(Y)
@@ -93,9 +115,9 @@ def _left_singular(B):
 
     From the eigendecomposition BᵀB = WΣ²Wᵀ (r×r): U = BWΣ⁻¹, then one CholeskyQR pass
     (U ← UL⁻ᵀ with UᵀU = LLᵀ) restores the orthonormality that forming BᵀB loses (eps·σ²₁/σ²ᵢ).
-    At (1000, 100) on the 2-core Xeon this took 3–4 ms against 6.8–9.4 ms for XLA's thin SVD.  When
-    σ²_r/σ²₁ ≤ eps^¾ (a rank-deficient or near rank-deficient B, where BᵀB cannot resolve the
-    small singular vectors) the SVD itself is used.
+    It is cheaper than XLA's thin SVD on CPU for r ≪ n.  When σ²_r/σ²₁ ≤ eps^¾
+    (a rank-deficient or near rank-deficient B, where BᵀB cannot resolve the small singular
+    vectors) the SVD itself is used.
     """
     eps = jnp.finfo(B.dtype).eps
     s2, W = jnp.linalg.eigh(B.T @ B)
@@ -122,11 +144,16 @@ class NystromPreconditioner(LinearOperator):
     every μ ≥ 0: its eigenvalues (λ̂_r + μ)/(λ̂_i + μ) lie in (0, 1] (a 0/0 ratio, λ̂_i = λ̂_r = μ = 0,
     is taken as 1, and when λ̂_r + μ is 0 or at rounding level, the smallest resolved λ̂_i + μ
     replaces it).
-    ``forward_matvec`` applies P itself.
+    ``forward_matvec`` applies P itself; ``sqrt()`` gives P^{-1/2}.
 
     References:
       Frangella, Tropp, Udell, "Randomized Nyström preconditioning", SIAM J. Matrix Anal. Appl.
       2023.
+
+
+    Args:
+      approx: Â = UΛ̂Uᵀ (``nystrom``), U (n, r).
+      mu: μ ≥ 0.
     """
 
     def __init__(self, approx: NystromApprox, mu):
@@ -162,6 +189,15 @@ class NystromPreconditioner(LinearOperator):
     @property
     def T(self):
         return self
+
+    def as_low_rank(self) -> LowRankPlusIdentity:
+        """P⁻¹ as a :class:`LowRankPlusIdentity` I + U(ratios − 1)Uᵀ (its powers are exact)."""
+        return LowRankPlusIdentity(self.approx.U, self._ratios - 1.0)
+
+    def sqrt(self) -> LowRankPlusIdentity:
+        """P^{-1/2}, the symmetric square root of P⁻¹: ``congruence(A + μI, P.sqrt())`` is
+        the symmetric P^{-1/2}(A + μI)P^{-1/2} whose eigenvalues are those of P⁻¹(A + μI)."""
+        return self.as_low_rank().power(0.5)
 
     def forward_matvec(self, v):
         """Apply P (not P⁻¹)."""
@@ -207,9 +243,18 @@ def nystrom_adaptive(
     follows Frangella, Tropp and Udell (2023, §5.4): when the error is O(μ) the preconditioned
     system has condition number O(1 + error/μ) and PCG converges in a few iterations.  Each rank
     is a new shape, so each doubling compiles once; there are at most log₂(max_rank) of them.
+
+    Args:
+      A: PSD operator A, shape (n, n).
+      mu: μ ≥ 0, the shift of the system (A + μI)x = b the approximation will precondition.
+      key: jax.random key (split per doubling).
+      initial_rank, max_rank: first and largest rank r (default max n).
+      tolerance: stop when the estimated ‖A − Â‖ ≤ tolerance·μ.
+      power_steps: power iterations per error estimate.
     """
     A = as_operator(A)
     n = check_square(A)
+    key = check_key(key)
     check_nonnegative(mu, "mu")
     max_rank = n if max_rank is None else check_rank(max_rank, n)
     rank = check_rank(min(initial_rank, max_rank), n)
@@ -233,6 +278,9 @@ class _ResidualOperator(LinearOperator):
 
     def matvec(self, v):
         return self.A.matvec(v) - self.approx.matvec(v)
+
+    def linearize(self):
+        return _ResidualOperator(self.A.linearize(), self.approx)
 
     def tree_flatten(self):
         return (self.A, self.approx), None
@@ -258,7 +306,17 @@ def nystrom_pcg(
     """Solve (A + μI)x = b by CG with the rank-r Nyström preconditioner of A.
 
     Set-up is r matvecs with A plus O(nr²); each iteration then costs one matvec plus O(nr).
-    ``rank="adaptive"`` chooses the rank with :func:`nystrom_adaptive`.
+    Sketch and solve are one compiled program that calls ``A.linearize()`` once; a new operator
+    of the same kind and shapes (``from_matvec`` with new arrays) reuses it.
+    ``rank="adaptive"`` chooses the rank with :func:`nystrom_adaptive` (a host loop).
+
+    Args:
+      A: PSD operator A, shape (n, n).
+      b: right-hand side b, shape (n,).
+      mu: μ ≥ 0.
+      rank: r (1 ≤ r ≤ n) or "adaptive".
+      key: jax.random key for the sketch.
+      tol, atol, maxiter, x0, throw: as in :func:`precond.linalg.cg`.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -275,8 +333,31 @@ def nystrom_pcg(
     if isinstance(rank, str):
         if rank != "adaptive":
             raise ValueError(f"rank must be an int or 'adaptive', got {rank!r}")
-        approx = nystrom_adaptive(A, mu, key)
-    else:
-        approx = nystrom(A, rank, key)
-    P_inv = NystromPreconditioner(approx, mu)
-    return cg(A.shift(mu), b, M=P_inv, x0=x0, tol=tol, atol=atol, maxiter=maxiter, throw=throw)
+        P_inv = NystromPreconditioner(nystrom_adaptive(A, mu, key), mu)
+        return cg(A.shift(mu), b, M=P_inv, x0=x0, tol=tol, atol=atol, maxiter=maxiter,
+                  throw=throw)
+    rank = check_rank(rank, n)
+    key = check_key(key)
+    check_nonnegative(tol, "tol")
+    check_nonnegative(atol, "atol")
+    dtype = float_dtype(A.dtype, jnp.result_type(b))
+    b = jnp.asarray(b, dtype)
+    zero_start = x0 is None
+    x0 = jnp.zeros(n, dtype) if zero_start else check_vector(x0, n, "x0").astype(dtype)
+    maxiter = 10 * n if maxiter is None else maxiter
+    if is_concrete(maxiter) and int(maxiter) < 0:
+        raise ValueError(f"maxiter must be ≥ 0, got {maxiter}")
+    result = _nystrom_pcg(A, b, jnp.asarray(mu, dtype), key, x0, jnp.asarray(tol, dtype),
+                          jnp.asarray(atol, dtype), jnp.asarray(maxiter, jnp.int32), rank=rank,
+                          zero_start=zero_start)
+    if throw and is_concrete(result.status):
+        result.check()
+    return result
+
+
+@partial(jax.jit, static_argnames=("rank", "zero_start"))
+def _nystrom_pcg(A, b, mu, key, x0, tol, atol, maxiter, *, rank, zero_start):
+    # One linearization serves the sketch and every CG product.
+    A = A.linearize()
+    P_inv = NystromPreconditioner(_nystrom_body(A, key, rank), mu)
+    return _cg_body(A.shift(mu), b, P_inv, x0, tol, atol, maxiter, zero_start=zero_start)

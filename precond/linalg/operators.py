@@ -1,16 +1,19 @@
 """Linear operators on flat 1-D arrays.
 
 Every operator has ``.matvec(v)``, ``.matmat(V)``, ``.shape`` and ``.dtype``; sums (``A + B``),
-scalings (``2.0 * A``) and shifts (``A.shift(mu)`` = A + μI) compose.  Operators are pytrees, so
-they pass through ``jax.jit`` as arguments.  ``as_operator`` turns numpy/jax arrays, scipy.sparse
-matrices (kept sparse, as a ``jax.experimental.sparse.BCOO``), scipy ``LinearOperator``s' shapes
-with a matvec, and precond operators into an operator; ``as_scipy`` goes the other way.
+scalings (``2.0 * A``), shifts (``A.shift(mu)`` = A + μI) and congruences (``congruence(A, S)``
+= SAS) compose.  Operators are pytrees whose arrays are leaves, so they pass through
+``jax.jit`` as arguments and a new operator of the same kind and shapes does not recompile.
+``linearize()`` gives solvers an equal operator whose repeated products are cheap (curvature
+operators linearize there, once).  ``as_operator`` turns numpy/jax arrays, scipy.sparse matrices
+(kept sparse, as a ``jax.experimental.sparse.BCOO``), scipy ``LinearOperator``s (host callbacks,
+see :class:`precond.linalg.matvec.HostOperator`) and precond operators into an operator;
+``as_scipy`` goes the other way.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -20,7 +23,10 @@ from jax.custom_batching import custom_vmap
 from jax.experimental import sparse as jsparse
 from jax.tree_util import register_pytree_node_class
 
-from ._checks import as_array, check_finite
+from precond.validation import check_finite_array as check_finite
+from precond.validation import default_float
+
+from ._checks import as_array
 
 __all__ = [
     "LinearOperator",
@@ -29,10 +35,8 @@ __all__ = [
     "DiagonalOperator",
     "IdentityOperator",
     "LowRankPlusIdentity",
-    "MatvecOperator",
     "SumOperator",
     "ScaledOperator",
-    "from_matvec",
     "CongruenceOperator",
     "congruence",
     "as_operator",
@@ -100,9 +104,13 @@ class DenseOperator(LinearOperator):
     """An explicit matrix (numpy or jax), shape (m, n).  NaN/inf entries raise ``ValueError``.
 
     ``.T`` keeps the same matrix and applies it as v ↦ vᵀM: XLA on CPU would otherwise copy the
-    transpose on every product (Xᵀ(Xv) with X 5000×1000 ran 5× slower than (Xv)ᵀX).  For a
-    matrix over a few MiB, vᵀM is summed over row blocks (``_vector_times_matrix``), which XLA
-    runs about 1.6× faster than the plain reduction across rows.
+    transpose on every product.  For a matrix over a few MiB, vᵀM is summed over row blocks
+    (``_vector_times_matrix``), which XLA runs faster than the plain reduction across rows
+    (measurements: docs/bench/ridge.md).
+
+    Args:
+      matrix: (m, n) numpy or jax array, finite.
+      transposed: store ``matrix`` but apply its transpose (what ``.T`` builds).
     """
 
     def __init__(self, matrix, *, transposed: bool = False):
@@ -175,11 +183,11 @@ def _vector_times_matrix(v, M):
 def _blocked_vtm_unbatched(v, M):
     """vᵀM as a sum of per-block products 'kb,kbd->kd' (the reshape is a bitcast, no copy).
 
-    XLA on CPU runs the plain vᵀM (a reduction across rows) at about half the bandwidth of Mv;
-    in ~1 MiB row blocks the product v ↦ Xᵀ(Xv) ran 2.6–3.9 ms instead of 5.6–5.9 ms for X
-    5000×1000 float64 on one thread (AMD EPYC; ``benchmarks/bench_ridge.py``'s matrix-free
-    form).  Batched (vmap over v, e.g. a matmat built from a matvec) the blocks would leave a
-    (batch, k, n) intermediate and run 2.4× slower than one GEMM, so the vmap rule is V @ M.
+    XLA on CPU runs the plain vᵀM (a reduction across rows) well below the bandwidth of Mv;
+    in ~1 MiB row blocks it runs closer to it (``benchmarks/bench_ridge.py``'s matrix-free
+    form; figures in docs/bench/ridge.md).  Batched (vmap over v, e.g. a matmat built from a
+    matvec) the blocks would leave a (batch, k, n) intermediate and run slower than one GEMM,
+    so the vmap rule is V @ M.
     """
     m, n = M.shape
     rows = _row_block(m, n * M.dtype.itemsize)
@@ -295,11 +303,11 @@ class DiagonalOperator(LinearOperator):
 
 @register_pytree_node_class
 class IdentityOperator(LinearOperator):
-    """I of size n."""
+    """I of size n; ``dtype`` defaults to the default float (float64 when x64 is on)."""
 
-    def __init__(self, size: int, dtype=jnp.float32):
+    def __init__(self, size: int, dtype=None):
         self.shape = (int(size), int(size))
-        self.dtype = jnp.dtype(dtype)
+        self.dtype = default_float() if dtype is None else jnp.dtype(dtype)
 
     def matvec(self, v):
         return v
@@ -372,40 +380,6 @@ class LowRankPlusIdentity(LinearOperator):
         obj.shape = (obj.U.shape[0], obj.U.shape[0])
         obj.dtype = obj.U.dtype
         return obj
-
-
-@register_pytree_node_class
-class MatvecOperator(LinearOperator):
-    """An operator known only through ``matvec``; ``rmatvec`` (Aᵀv) is optional."""
-
-    def __init__(self, matvec: Callable, shape, dtype, rmatvec: Callable | None = None):
-        self._matvec = matvec
-        self._rmatvec = rmatvec
-        self.shape = tuple(int(s) for s in shape)
-        self.dtype = jnp.dtype(dtype)
-
-    def matvec(self, v):
-        return self._matvec(v)
-
-    @property
-    def T(self):
-        if self._rmatvec is None:
-            raise NotImplementedError("this operator was built without rmatvec")
-        return MatvecOperator(self._rmatvec, self.shape[::-1], self.dtype, self._matvec)
-
-    def tree_flatten(self):
-        return (), (self._matvec, self.shape, self.dtype, self._rmatvec)
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        return cls(aux[0], aux[1], aux[2], aux[3])
-
-
-def from_matvec(matvec: Callable, size: int, dtype=jnp.float32, *, rmatvec=None) -> MatvecOperator:
-    """A square (size, size) operator from a function v ↦ Av on flat arrays."""
-    if int(size) <= 0:
-        raise ValueError(f"size must be positive, got {size}")
-    return MatvecOperator(matvec, (size, size), dtype, rmatvec)
 
 
 @register_pytree_node_class
@@ -538,16 +512,29 @@ def as_operator(A, *, dtype=None) -> LinearOperator:
     """Turn ``A`` into a precond operator without densifying it.
 
     Accepts precond operators (returned as is), numpy/jax 2-D arrays, scipy.sparse matrices and
-    jax BCOO matrices.  A bare function is rejected with a hint to use ``from_matvec``.
+    jax BCOO matrices (kept sparse), and ``scipy.sparse.linalg.LinearOperator``s (applied on
+    the host by a callback: not differentiable, sequential under ``vmap``; see
+    :class:`precond.linalg.matvec.HostOperator`).  A bare function is rejected with a hint to
+    use ``from_matvec(fn, *params, size=n)``.
+
+    Args:
+      A: the operator or matrix, shape (m, n).
+      dtype: for arrays only, the dtype to convert to.
     """
+    from .matvec import HostOperator, is_scipy_operator
+
     if isinstance(A, LinearOperator):
         return A
     if _is_scipy_sparse(A) or isinstance(A, jsparse.BCOO):
         return SparseOperator(A)
+    if is_scipy_operator(A):
+        return HostOperator(A)
     if isinstance(A, (np.ndarray, jax.Array)) or hasattr(A, "__array__"):
         return DenseOperator(as_array(A) if dtype is None else jnp.asarray(A, dtype=dtype))
     if callable(A):
-        raise TypeError("got a bare function; wrap it with from_matvec(matvec, size, dtype)")
+        raise TypeError("got a bare function; wrap it with from_matvec(fn, *params, size=n), "
+                        "fn(v, *params) -> Av with the arrays it reads passed as params (so a "
+                        "new operator with new arrays does not recompile)")
     raise TypeError(f"cannot make a linear operator from {type(A).__name__}")
 
 
@@ -573,9 +560,17 @@ def as_scipy(op) -> Any:
 
 
 def to_dense(op) -> jax.Array:
-    """The dense matrix of ``op`` (n matvecs); for tests and small problems only."""
+    """The dense (m, n) matrix of ``op`` (n products, one ``linearize``); for tests and small
+    problems only."""
     op = as_operator(op)
     if isinstance(op, DenseOperator):
         return op.matrix
-    return op.matmat(jnp.eye(op.shape[1], dtype=op.dtype))
+    leaves = jax.tree.leaves(op)
+    if len(leaves) == 1 and leaves[0] is op:  # a subclass not registered as a pytree
+        return op.linearize().matmat(jnp.eye(op.shape[1], dtype=op.dtype))
+    return _dense(op)
 
+
+@jax.jit
+def _dense(op):
+    return op.linearize().matmat(jnp.eye(op.shape[1], dtype=op.dtype))

@@ -158,7 +158,8 @@ def test_fixed_budget_damped_gauss_newton_stays_finite(dtype):
 
 def test_fixed_budget_on_an_operator_under_jit():
     A = _spd_with_spectrum(np.logspace(-3, 0, 16)).astype(np.float32)
-    op = from_matvec(lambda v: jnp.asarray(A) @ v, 16, jnp.float32)
+    op = from_matvec(lambda v, M: M @ v, jnp.asarray(A), size=16)
+    assert op.dtype == jnp.float32  # from the params, not from the x64 setting
     res = jax.jit(lambda b: cg(op, b, tol=0.0, maxiter=100))(jnp.ones(16, jnp.float32))
     assert np.all(np.isfinite(res.x))
     # SPD: running past the rounding floor must not be mistaken for negative curvature
@@ -234,7 +235,8 @@ def test_bad_inputs():
 
 def test_nonfinite_operator_output_gives_nonfinite_status():
     # A matrix-free operator cannot be checked up front; CG must still not return NaN silently.
-    op = from_matvec(lambda v: v * jnp.where(jnp.arange(4) == 2, jnp.inf, 1.0), 4, jnp.float64)
+    op = from_matvec(lambda v: v * jnp.where(jnp.arange(4) == 2, jnp.inf, 1.0), size=4)
+    assert op.dtype == jnp.float64  # no float params: the default float (x64 is on)
     res = cg(op, jnp.ones(4))
     assert res.reason == Status.NONFINITE
     assert np.all(np.isfinite(res.x))

@@ -153,7 +153,7 @@ def test_low_rank_bad_shapes():
 def test_from_matvec_and_compositions_vs_dense():
     A = _spd(6)
     B = np.diag(np.arange(1.0, 7.0))
-    opA = from_matvec(lambda v: jnp.asarray(A) @ v, 6, jnp.float64)
+    opA = from_matvec(lambda v, M: M @ v, A, size=6)
     opB = DiagonalOperator(np.arange(1.0, 7.0))
     combos = {
         "sum": (opA + opB, A + B),
@@ -168,7 +168,9 @@ def test_from_matvec_and_compositions_vs_dense():
     with pytest.raises(ValueError, match="shape"):
         _ = opA + DiagonalOperator(np.ones(3))
     with pytest.raises(ValueError, match="size"):
-        from_matvec(lambda v: v, 0)
+        from_matvec(lambda v: v, size=0)
+    with pytest.raises(TypeError, match="size=n"):
+        from_matvec(lambda v: v, 6)  # the old positional size
     with pytest.raises(TypeError, match="from_matvec"):
         as_operator(lambda v: v)
 
