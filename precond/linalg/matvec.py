@@ -111,9 +111,10 @@ def from_matvec(matvec: Callable, *params: Any, size: int | None = None, dtype=N
       >>> def gram(v, X):  # v ↦ XᵀXv, never forming XᵀX
       ...     return (X @ v) @ X
       >>> X = jnp.array([[1.0, 0.0], [1.0, 1.0], [0.0, 2.0]])
-      >>> A = from_matvec(gram, X, size=2, rmatvec=gram)
-      >>> print(cg(A, jnp.array([1.0, 1.0]), tol=1e-6).x.round(4))
-      [0.7143 0.2857]
+      >>> A = from_matvec(gram, X, size=2, rmatvec=gram)  # XᵀX = [[2, 1], [1, 5]]
+      >>> x = cg(A, jnp.array([1.0, 1.0]), tol=1e-6).x
+      >>> print((9 * x).round(3))  # x = (4/9, 1/9)
+      [4. 1.]
     """
     check_callable(matvec, "matvec", "matvec(v, *params)")
     if rmatvec is not None:
