@@ -1,9 +1,9 @@
-"""What the PROMISE solvers share: the result, the preconditioner refresh, the learning rate, and
-the epoch driver (a Python loop over epochs, each epoch one compiled ``lax.scan``)."""
+"""What the PROMISE solvers share: the method record (a jittable ``init``/``epoch`` pair and its
+rules), the result, the preconditioner refresh, the learning rate, and :func:`solve`, which runs
+a method's epochs under the host driver :func:`precond.loop.run_epochs`."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -11,45 +11,90 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.tree_util import register_pytree_node_class
 
+from ..linalg import LowRankPlusIdentity, congruence
 from ..linalg.nystrom import NystromPreconditioner, nystrom
-from ..linalg.operators import IdentityOperator, LinearOperator
+from ..linalg.operators import IdentityOperator
 from ..linalg.power import power_iteration
-from ..linalg.status import Status
+from ..linalg.status import Status, check_status
+from ..loop import compile_ahead, run_epochs, timed
+from ..validation import (
+    check_finite_array,
+    check_int,
+    check_key,
+    check_nonnegative,
+    check_positive,
+    check_real,
+)
 from .problems import GLMProblem
 
-__all__ = ["StochasticResult", "Curvature", "Defaults", "resolve_defaults", "estimate_curvature",
-           "run_epochs", "epoch_batches", "drive",
-           "check_lr", "learning_rate", "positive_float"]
+__all__ = ["StochasticMethod", "StochasticResult", "Curvature", "Defaults", "resolve_defaults",
+           "estimate_curvature", "epoch_batches", "solve", "check_lr", "learning_rate"]
 
 # Cap on power-iteration steps for λ_max(P⁻¹H) (it usually stops much earlier, at 1e-3 relative).
 _POWER_STEPS = 50
 
 
-class StochasticResult(NamedTuple):
-    """Outcome of a stochastic solver run.
+class StochasticMethod(NamedTuple):
+    """A PROMISE-family method: a pure, jittable ``init``/``epoch`` pair and its host-side rules.
 
-    x: the final iterate (the last finite one if the run diverged).  objective, grad_evals,
+    Run one with :func:`solve` (the public solvers ``sketchy_sgd`` … ``katyusha`` are
+    ``solve(SketchySGD, …)`` … ``solve(Katyusha, …)``), or drive the pair by hand: ``init`` and
+    ``epoch`` are pure functions of their arguments, so they compose with ``jax.jit``,
+    ``jax.vmap`` over keys, and any host loop.
+
+    Fields:
+      name: the method's name (progress bars).
+      sketchy: whether P⁻¹ is the Nyström preconditioner (else P = I).
+      init: jitted ``(problem, x0) -> (state, grad_evals)``.
+      epoch: jitted ``(problem, state, curvature, hyper, key, *, batch_size) -> (state,
+        grad_evals)``; ``curvature`` is a :class:`Curvature`, ``batch_size`` b_g is static.
+      hyper: ``(L̂, lr, defaults, problem, epoch) -> hyper``, the hyperparameter pytree of an
+        epoch from the smoothness estimate L̂ (``lr`` None = from L̂; a schedule lives here).
+      iterate: ``state -> x`` (d,), the iterate reported.
+      lr_of: ``hyper -> η``, the learning rate reported.
+    """
+
+    name: str
+    sketchy: bool
+    init: Callable
+    epoch: Callable
+    hyper: Callable
+    iterate: Callable
+    lr_of: Callable
+
+
+class StochasticResult(NamedTuple):
+    """Outcome of a stochastic solver run (host-side: histories are numpy arrays).
+
+    x: the final iterate (d,) (the last finite one if the run diverged).  objective, grad_evals,
     times: per epoch, index 0 = the start (so ``len == epochs_run + 1``); ``grad_evals`` counts
     per-sample gradients cumulatively (a full gradient is n; divide by n for data passes;
     Hessian-vector products of the refresh are not counted), ``times`` cumulative seconds of
     solver work (refreshes + epochs; objective evaluations and compilation excluded).
     converged/status: ``Status.CONVERGED`` when ‖∇F‖ ≤ tol·max(1, ‖∇F(x₀)‖) or the objective
-    reached ``target``; ``MAX_ITERATIONS`` after ``epochs``; ``DIVERGED`` when the objective
-    became non-finite.  grad_norm: ‖∇F‖ per epoch; lr: the learning rate used in each epoch
-    (nan at index 0); compile_time: seconds spent compiling, reported apart.
+    reached ``target``; ``MAX_ITERATIONS`` after ``epochs`` without either; ``DIVERGED`` when the
+    objective became non-finite or grew past ``precond.loop.DIVERGENCE_FACTOR`` × its start.
+    grad_norm: ‖∇F‖ per epoch; lr: the learning rate used in each epoch (nan at index 0);
+    compile_time: seconds spent compiling, reported apart.  ``converged`` and ``compile_time``
+    are 0-d numpy arrays.
     """
 
     x: jax.Array
     objective: np.ndarray
     grad_evals: np.ndarray
     times: np.ndarray
-    converged: bool
+    converged: np.ndarray
     status: Status
     grad_norm: np.ndarray
     lr: np.ndarray
-    compile_time: float
+    compile_time: np.ndarray
+
+    def check(self) -> StochasticResult:
+        """``self`` if the run converged, else raise :class:`precond.linalg.SolverError`."""
+        check_status(self.status, f"after {len(self.objective) - 1} epochs, objective "
+                                  f"{self.objective[-1]:.6g}, ‖∇F‖ {self.grad_norm[-1]:.3e}")
+        return self
 
 
 class Curvature(NamedTuple):
@@ -68,26 +113,6 @@ class Defaults(NamedTuple):
     refresh: int  # epochs between refreshes; 0 = once
 
 
-def _positive_int(value, name, upper=None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1 or (upper is not None and value > upper):
-        rng = f"[1, {upper}]" if upper is not None else "≥ 1"
-        raise ValueError(f"{name} must be in {rng}, got {value}")
-    return int(value)
-
-
-def positive_float(value, name, allow_zero=False) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}") from None
-    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
-        rng = "≥ 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {rng}, got {v}")
-    return v
-
-
 def resolve_defaults(problem: GLMProblem, *, batch_size, hessian_batch_size, rank, rho,
                      refresh) -> Defaults:
     """Fill in PROMISE's defaults and check every hyperparameter.
@@ -99,42 +124,19 @@ def resolve_defaults(problem: GLMProblem, *, batch_size, hessian_batch_size, ran
         raise TypeError("problem must be a GLMProblem from precond.stochastic.least_squares or "
                         f"logistic, got {type(problem).__name__}")
     n, d = problem.n, problem.d
-    b = min(256, n) if batch_size is None else _positive_int(batch_size, "batch_size", n)
+    b = min(256, n) if batch_size is None else check_int(batch_size, "batch_size", low=1, high=n)
     bh = (max(int(np.sqrt(n)), 1) if hessian_batch_size is None
-          else _positive_int(hessian_batch_size, "hessian_batch_size", n))
-    r = min(10, d, bh) if rank is None else _positive_int(rank, "rank", d)
-    rho = float(problem.mu) if rho is None else positive_float(rho, "rho", allow_zero=True)
+          else check_int(hessian_batch_size, "hessian_batch_size", low=1, high=n))
+    r = min(10, d, bh) if rank is None else check_int(rank, "rank", low=1, high=d)
+    rho = float(problem.mu) if rho is None else check_nonnegative(rho, "rho")
     if refresh is None:
         refresh = 1 if problem.kind == "logistic" else 0
-    elif isinstance(refresh, bool) or not isinstance(refresh, (int, np.integer)) or refresh < 0:
-        raise ValueError(f"refresh must be an int ≥ 0 (epochs between refreshes, 0 = once), "
-                         f"got {refresh!r}")
+    else:
+        refresh = check_int(refresh, "refresh", low=0)  # epochs between refreshes, 0 = once
     if rho == 0 and float(problem.mu) == 0:
         # P⁻¹ is still SPD (ratios ≤ 1), but a rank-deficient sketch then has a 0/0 direction.
         rho = float(jnp.finfo(problem.dtype).eps)
-    return Defaults(b, bh, r, rho, int(refresh))
-
-
-@register_pytree_node_class
-class _Sandwich(LinearOperator):
-    """P^{-1/2} H P^{-1/2}, symmetric, with P^{-1/2} = I + U(√ratios − 1)Uᵀ."""
-
-    def __init__(self, U, s, H):
-        self.U, self.s, self.H = U, s, H
-        self.shape, self.dtype = H.shape, H.dtype
-
-    def _half(self, v):
-        return v + self.U @ ((self.s - 1.0) * (self.U.T @ v))
-
-    def matvec(self, v):
-        return self._half(self.H.matvec(self._half(v)))
-
-    def tree_flatten(self):
-        return (self.U, self.s, self.H), None
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        return cls(*children)
+    return Defaults(b, bh, r, rho, refresh)
 
 
 def _sqrt_ratios(approx, rho):
@@ -158,8 +160,17 @@ def estimate_curvature(problem: GLMProblem, w, key, rho, *, rank: int, bh: int,
     S, S′: independent uniform subsamples of size ``bh`` (b_H).  P⁻¹ =
     ``NystromPreconditioner(nystrom(H_S − μI, rank), rho)``: the inverse of Ĥ_S + ρI on span(U),
     scaled so the rest of the space, where the sketch saw curvature ≤ λ̂_r, gets λ̂_r + ρ.
-    L̂ = λ_max(P^{-1/2}(H_S′ + μI)P^{-1/2}) (= λ_max(P⁻¹(H_S′ + μI))) by power iteration.
-    ``sketchy=False`` gives P⁻¹ = I and L̂ = λ_max(H_S′ + μI).
+    L̂ = λ_max(P^{-1/2}(H_S′ + μI)P^{-1/2}) (= λ_max(P⁻¹(H_S′ + μI))) by power iteration, with
+    P^{-1/2} = I + U(√ratios − 1)Uᵀ.  ``sketchy=False`` gives P⁻¹ = I and L̂ = λ_max(H_S′ + μI).
+
+    Args:
+      problem: the GLM (n samples, d features).
+      w: the point (d,).
+      key: a jax.random key.
+      rho: ρ ≥ 0, the preconditioner's damping.
+      rank: r, the sketch rank.
+      bh: b_H, the Hessian subsample size.
+      sketchy: build P⁻¹ (else P = I).
     """
     k_s, k_sketch, k_s2, k_power = jax.random.split(key, 4)
     n, d = problem.n, problem.d
@@ -169,8 +180,8 @@ def estimate_curvature(problem: GLMProblem, w, key, rho, *, rank: int, bh: int,
     H = problem.hessian(w, _sample(k_s, n, bh), shift=False)
     approx = nystrom(H, rank, k_sketch)
     precond = NystromPreconditioner(approx, rho)
-    L = _lambda_max(_Sandwich(approx.U, _sqrt_ratios(approx, rho), H2), k_power)
-    return Curvature(precond, L)
+    half = LowRankPlusIdentity(approx.U, _sqrt_ratios(approx, rho) - 1.0)  # P^{-1/2}
+    return Curvature(precond, _lambda_max(congruence(H2, half), k_power))
 
 
 def _lambda_max(A, key):
@@ -194,165 +205,134 @@ def _value_and_grad_norm(problem, w):
     return f, jnp.linalg.norm(g)
 
 
-def run_epochs(
-    problem: GLMProblem,
-    *,
-    epochs: int,
-    key: jax.Array,
-    x0,
-    init: Callable,
-    epoch: Callable,
-    batch_size: int,
-    hyper_from: Callable,
-    iterate: Callable,
-    curvature: dict | None,
-    refresh: int,
-    lr_of: Callable,
-    tol: float,
-    target: float | None,
-    progress: bool,
-    name: str,
-) -> StochasticResult:
-    """The epoch loop shared by every solver: a Python loop over compiled epochs.
-
-    ``init`` (jitted): (problem, x0) → (state, grad_evals); ``epoch`` (jitted, static
-    ``batch_size``): (problem, state, curvature, hyper, key) → (state, grad_evals);
-    ``hyper_from``: (L̂, epoch index) → hyperparameter pytree, evaluated before every epoch
-    (cheap; a step-size schedule lives there); ``iterate``: state → x; ``curvature``: keyword
-    arguments of :func:`estimate_curvature` (None = P⁻¹ = I, no estimate), refreshed every
-    ``refresh`` epochs (0 = once).  Compilation happens ahead of time and is timed apart; the
-    compiled functions are cached by jax, so a second run of the same shapes does not recompile.
-    """
-    epochs = _positive_int(epochs, "epochs")
-    if key is None:
-        raise TypeError("a jax.random key is required (e.g. jax.random.key(0)); precond draws "
-                        "no hidden randomness")
-    tol = positive_float(tol, "tol", allow_zero=True)
-    if target is not None:
-        target = float(target)
-    dtype = problem.dtype
-    if x0 is None:
-        x = jnp.zeros(problem.d, dtype)
-    else:
-        x = jnp.asarray(x0, dtype)
-        if x.shape != (problem.d,):
-            raise ValueError(f"x0 has shape {x.shape}; expected ({problem.d},)")
-        if not bool(jnp.all(jnp.isfinite(x))):
-            raise ValueError("x0 contains NaN or inf")
-
-    clock = time.perf_counter
-    t0 = clock()
-    init_c = init.lower(problem, x).compile()
-    compile_time = clock() - t0
-    f0, g0 = _value_and_grad_norm(problem, x)
-    gscale = max(1.0, float(g0))
-    objective, evals_hist, times, gnorms, lrs = [float(f0)], [0], [0.0], [float(g0)], [np.nan]
-
-    t0 = clock()
-    state, evals = jax.block_until_ready(init_c(problem, x))
-    elapsed = clock() - t0
-    total_evals = int(evals)
-
-    key, k_curv = jax.random.split(key)
-    curv_c = None
-    if curvature is not None:
-        rho = jnp.asarray(curvature.pop("rho"), dtype)
-        t0 = clock()
-        curv_c = estimate_curvature.lower(problem, x, k_curv, rho, **curvature).compile()
-        compile_time += clock() - t0
-        t0 = clock()
-        curv = jax.block_until_ready(curv_c(problem, x, k_curv, rho))
-        elapsed += clock() - t0
-    else:
-        curv = Curvature(IdentityOperator(problem.d, dtype), jnp.asarray(jnp.nan, dtype))
-    hyper = hyper_from(curv.L, 0)
-    t0 = clock()
-    epoch_c = epoch.lower(problem, state, curv, hyper, key, batch_size=batch_size).compile()
-    compile_time += clock() - t0
-
-    status = Status.MAX_ITERATIONS
-    last_good = x
-    bar = _progress_bar(progress, name, epochs)
-    try:
-        for k in range(epochs):
-            key, k_epoch, k_curv = jax.random.split(key, 3)
-            t0 = clock()
-            if curv_c is not None and k > 0 and refresh > 0 and k % refresh == 0:
-                curv = curv_c(problem, iterate(state), k_curv, rho)
-            hyper = hyper_from(curv.L, k)
-            state, evals = jax.block_until_ready(epoch_c(problem, state, curv, hyper, k_epoch))
-            elapsed += clock() - t0
-            total_evals += int(evals)
-            x = iterate(state)
-            f, gn = (float(v) for v in _value_and_grad_norm(problem, x))
-            objective.append(f)
-            evals_hist.append(total_evals)
-            times.append(elapsed)
-            gnorms.append(gn)
-            lrs.append(float(lr_of(hyper)))
-            if bar is not None:
-                bar[0].update(bar[1], advance=1, description=f"{name} F={f:.6g}")
-            if not (np.isfinite(f) and np.isfinite(gn)):
-                status = Status.DIVERGED
-                break
-            last_good = x
-            if gn <= tol * gscale or (target is not None and f <= target):
-                status = Status.CONVERGED
-                break
-    finally:
-        if bar is not None:
-            bar[0].stop()
-    return StochasticResult(
-        x=last_good, objective=np.asarray(objective), grad_evals=np.asarray(evals_hist),
-        times=np.asarray(times), converged=status == Status.CONVERGED, status=status,
-        grad_norm=np.asarray(gnorms), lr=np.asarray(lrs), compile_time=compile_time)
-
-
-def _progress_bar(progress: bool, name: str, epochs: int):
-    if not progress:
-        return None
-    from rich.progress import Progress  # only when asked: the numerical core never logs
-
-    bar = Progress(transient=False)
-    task = bar.add_task(name, total=epochs)
-    bar.start()
-    return bar, task
-
-
 def check_lr(lr) -> float | None:
     """None (estimate η = ½/L̂) or a positive finite learning rate."""
-    return None if lr is None else positive_float(lr, "lr")
-
-
-def drive(problem, *, name: str, sketchy: bool, epochs, key, batch_size, hessian_batch_size,
-          rank, rho, refresh, lr, x0, tol, target, progress, init: Callable, epoch: Callable,
-          make_hyper: Callable, iterate: Callable, lr_of: Callable) -> StochasticResult:
-    """Resolve defaults and run :func:`run_epochs`.
-
-    ``make_hyper(L, lr, defaults, problem, epoch)`` → hyperparameter pytree of that epoch (``lr``
-    None = from L̂).
-    Unpreconditioned methods with ``lr=None`` estimate L̂ = λ_max(H_S′ + μI) once at x₀; with a
-    given ``lr`` they skip it.
-    """
-    defaults = resolve_defaults(problem, batch_size=batch_size,
-                                hessian_batch_size=hessian_batch_size, rank=rank, rho=rho,
-                                refresh=refresh)
-    lr = check_lr(lr)
-    curvature = dict(rho=defaults.rho, rank=defaults.rank, bh=defaults.hessian_batch_size,
-                     sketchy=sketchy)
-    every = defaults.refresh if sketchy else 0
-    if not sketchy:
-        curvature["rank"] = 1  # unused; a fixed value keeps one compiled variant
-        if lr is not None:
-            curvature = None
-    return run_epochs(
-        problem, epochs=epochs, key=key, x0=x0, init=init, epoch=epoch,
-        batch_size=defaults.batch_size,
-        hyper_from=lambda L, k: make_hyper(L, lr, defaults, problem, k),
-        iterate=iterate, curvature=curvature, refresh=every, lr_of=lr_of, tol=tol,
-        target=target, progress=progress, name=name)
+    return None if lr is None else check_positive(lr, "lr")
 
 
 def learning_rate(L, lr):
     """η = ½/L̂ unless ``lr`` is given."""
     return 0.5 / L if lr is None else jnp.asarray(lr, L.dtype if hasattr(L, "dtype") else None)
+
+
+def _start(problem: GLMProblem, x0) -> jax.Array:
+    if x0 is None:
+        return jnp.zeros(problem.d, problem.dtype)
+    x = jnp.asarray(x0, problem.dtype)
+    if x.shape != (problem.d,):
+        raise ValueError(f"x0 has shape {x.shape}; expected ({problem.d},)")
+    check_finite_array(x, "x0")
+    return x
+
+
+class _Record(NamedTuple):
+    """One epoch as the host sees it: F and ‖∇F‖ at its end, its work, its learning rate."""
+
+    objective: float
+    grad_norm: float
+    grad_evals: int
+    lr: float
+
+
+def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: jax.Array,
+          batch_size: int | None = None, hessian_batch_size: int | None = None,
+          rank: int | None = None, rho: float | None = None, refresh: int | None = None,
+          lr: float | None = None, x0=None, tol: float = 1e-10, target: float | None = None,
+          progress: bool = False) -> StochasticResult:
+    """Run ``method`` for up to ``epochs`` epochs on ``problem`` with PROMISE's defaults.
+
+    The host loop is :func:`precond.loop.run_epochs`: ``method.init``, the curvature estimate
+    and ``method.epoch`` are compiled ahead (``compile_time``, apart from ``times``); before
+    epoch k the preconditioner is refreshed when k is a multiple of ``refresh`` (k > 0) and
+    ``method.hyper`` gives the epoch's hyperparameters; after it F and ‖∇F‖ are evaluated on all
+    n samples (untimed).  A second run of the same shapes does not recompile.  Unpreconditioned
+    methods with ``lr=None`` estimate L̂ = λ_max(H_S′ + μI) once at x₀; with a given ``lr`` they
+    skip it.
+
+    Args:
+      method: a :class:`StochasticMethod` (``SketchySGD``, ``SketchySVRG``, …, or your own).
+      problem: a :class:`GLMProblem` (n samples, d features).
+      epochs: the most epochs to run (≥ 1).
+      key: a jax.random key (minibatches, sketches); required.
+      batch_size: b_g, the gradient minibatch (default min(256, n)).
+      hessian_batch_size: b_H, the Hessian subsample (default ⌊√n⌋).
+      rank: r, the Nyström rank (default min(10, d, b_H)).
+      rho: ρ ≥ 0, the preconditioner's damping (default μ).
+      refresh: epochs between preconditioner refreshes, 0 = once (default: every epoch for
+        logistic, once for least squares).
+      lr: the learning rate η > 0 (default: from L̂; see each method).
+      x0: the start (d,) (default zeros).
+      tol: stop when ‖∇F‖ ≤ tol·max(1, ‖∇F(x₀)‖).
+      target: stop when F ≤ target.
+      progress: show a rich progress bar.
+    """
+    defaults = resolve_defaults(problem, batch_size=batch_size,
+                                hessian_batch_size=hessian_batch_size, rank=rank, rho=rho,
+                                refresh=refresh)
+    lr = check_lr(lr)
+    epochs = check_int(epochs, "epochs", low=1)
+    check_key(key)
+    tol = check_nonnegative(tol, "tol")
+    target = None if target is None else check_real(target, "target")
+    x = _start(problem, x0)
+    dtype = problem.dtype
+    every = defaults.refresh if method.sketchy else 0
+    # Unpreconditioned methods use the estimate only for η (once, and not at all with a given
+    # lr); their rank is unused, and a fixed value keeps one compiled variant.
+    estimate = method.sketchy or lr is None
+    static = dict(rank=defaults.rank if method.sketchy else 1, bh=defaults.hessian_batch_size,
+                  sketchy=method.sketchy)
+    rho = jnp.asarray(defaults.rho, dtype)
+
+    init_c, compile_time = compile_ahead(method.init, problem, x)
+    f0, g0 = _value_and_grad_norm(problem, x)
+    gscale = max(1.0, float(g0))
+    (state, evals0), elapsed = timed(init_c, problem, x)
+
+    key, k_curv = jax.random.split(key)
+    curv_c = None
+    if estimate:
+        curv_c, dt = compile_ahead(estimate_curvature, problem, x, k_curv, rho, **static)
+        compile_time += dt
+        curv, dt = timed(curv_c, problem, x, k_curv, rho)
+        elapsed += dt
+    else:
+        curv = Curvature(IdentityOperator(problem.d, dtype), jnp.asarray(jnp.nan, dtype))
+    hyper0 = method.hyper(curv.L, lr, defaults, problem, 0)
+    epoch_c, dt = compile_ahead(method.epoch, problem, state, curv, hyper0, key,
+                                batch_size=defaults.batch_size)
+    compile_time += dt
+
+    def epoch(k, carry):
+        key, state, curv = carry
+        key, k_epoch, k_curv = jax.random.split(key, 3)
+        if curv_c is not None and k > 0 and every > 0 and k % every == 0:
+            curv = curv_c(problem, method.iterate(state), k_curv, rho)
+        hyper = method.hyper(curv.L, lr, defaults, problem, k)
+        state, evals = epoch_c(problem, state, curv, hyper, k_epoch)
+        return (key, state, curv), (evals, hyper)
+
+    def evaluate(carry, out):
+        evals, hyper = out
+        f, gn = (float(v) for v in _value_and_grad_norm(problem, method.iterate(carry[1])))
+        return _Record(f, gn, int(evals), float(method.lr_of(hyper)))
+
+    def converged(r):
+        return r.grad_norm <= tol * gscale or (target is not None and r.objective <= target)
+
+    run = run_epochs(epoch, (key, state, curv), epochs, evaluate=evaluate,
+                     objective=lambda r: r.objective if np.isfinite(r.grad_norm) else np.nan,
+                     start=float(f0), converged=converged, progress=progress, name=method.name)
+    # All epochs ran without meeting tol or target: the tolerance was not reached.
+    status = Status.MAX_ITERATIONS if run.status == Status.SUCCESS else run.status
+    rec = run.records
+    return StochasticResult(
+        x=method.iterate(run.state[1]),
+        objective=np.asarray([float(f0)] + [r.objective for r in rec]),
+        grad_evals=np.concatenate([[0], int(evals0) + np.cumsum([r.grad_evals for r in rec])]),
+        times=np.asarray([0.0] + [elapsed + t for t in run.times]),
+        converged=np.asarray(status == Status.CONVERGED),
+        status=status,
+        grad_norm=np.asarray([float(g0)] + [r.grad_norm for r in rec]),
+        lr=np.asarray([np.nan] + [r.lr for r in rec]),
+        compile_time=np.asarray(compile_time))

@@ -10,20 +10,25 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import StochasticResult, drive, epoch_batches
+from ._common import StochasticMethod, StochasticResult, epoch_batches, solve
 from .problems import GLMProblem
 
-__all__ = ["sketchy_katyusha", "katyusha"]
+__all__ = ["KatyushaState", "KatyushaParams", "SketchyKatyusha", "Katyusha", "sketchy_katyusha",
+           "katyusha"]
 
 
-class _KatyushaState(NamedTuple):
+class KatyushaState(NamedTuple):
+    """Loopless Katyusha's state."""
+
     y: jax.Array  # the iterate reported
     z: jax.Array  # the mirror-descent sequence
     snapshot: jax.Array  # w̃
     full: jax.Array  # ∇F(w̃)
 
 
-class _KatyushaParams(NamedTuple):
+class KatyushaParams(NamedTuple):
+    """An epoch's hyperparameters: L, σ = μ/L, θ₁, θ₂, η and the snapshot probability p."""
+
     L: jax.Array
     sigma: jax.Array
     theta1: jax.Array
@@ -34,7 +39,7 @@ class _KatyushaParams(NamedTuple):
 
 @jax.jit
 def _init(problem, x0):
-    return _KatyushaState(x0, x0, x0, problem.grad(x0)), jnp.int32(problem.n)
+    return KatyushaState(x0, x0, x0, problem.grad(x0)), jnp.int32(problem.n)
 
 
 @partial(jax.jit, static_argnames=("batch_size",))
@@ -56,7 +61,7 @@ def _epoch(problem, state, curv, hp, key, *, batch_size):
         snapshot, full = lax.cond(take, lambda: (s.y, problem.grad(s.y)),
                                   lambda: (s.snapshot, s.full))
         evals = evals + 2 * idx.shape[0] + jnp.where(take, problem.n, 0)
-        return (_KatyushaState(y, z, snapshot, full), evals), None
+        return (KatyushaState(y, z, snapshot, full), evals), None
 
     (state, evals), _ = lax.scan(step, (state, jnp.int32(0)), (batches, coins))
     return state, evals
@@ -74,12 +79,24 @@ def _hyper(L_hat, lr, defaults, problem, epoch=0):
     theta1 = jnp.minimum(0.5, jnp.sqrt(2.0 * problem.n * sigma / 3.0))
     theta1 = jnp.where(theta1 > 0, theta1, 0.5)  # μ = 0: no strong convexity to exploit
     eta = theta2 / ((1.0 + theta2) * theta1)
-    return _KatyushaParams(L, sigma, theta1, theta2, eta, p)
+    return KatyushaParams(L, sigma, theta1, theta2, eta, p)
 
 
-def _run(problem, sketchy, name, **kw) -> StochasticResult:
-    return drive(problem, name=name, sketchy=sketchy, init=_init, epoch=_epoch,
-                 make_hyper=_hyper, iterate=lambda s: s.y, lr_of=lambda hp: 0.5 / hp.L, **kw)
+def _iterate(state):
+    return state.y
+
+
+def _lr_of(hp):
+    return 0.5 / hp.L
+
+
+SketchyKatyusha = StochasticMethod("SketchyKatyusha", True, _init, _epoch, _hyper, _iterate,
+                                   _lr_of)
+"""SketchyKatyusha's jittable pair: state = :class:`KatyushaState`, hyper =
+:class:`KatyushaParams`; an epoch is ⌊n/b_g⌋ loopless steps."""
+
+Katyusha = SketchyKatyusha._replace(name="Katyusha", sketchy=False)
+"""Loopless Katyusha's jittable pair (SketchyKatyusha with P = I)."""
 
 
 def sketchy_katyusha(problem: GLMProblem, *, epochs: int, key: jax.Array,
@@ -115,7 +132,7 @@ def sketchy_katyusha(problem: GLMProblem, *, epochs: int, key: jax.Array,
       Kovalev, Horváth, Richtárik, "Don't jump through hoops and remove those loops: SVRG and
       Katyusha are better without the outer loop", ALT 2020.
     """
-    return _run(problem, True, "SketchyKatyusha", epochs=epochs, key=key,
+    return solve(SketchyKatyusha, problem, epochs=epochs, key=key,
                 batch_size=batch_size, hessian_batch_size=hessian_batch_size, rank=rank,
                 rho=rho, refresh=refresh, lr=lr, x0=x0, tol=tol, target=target,
                 progress=progress)
@@ -127,6 +144,6 @@ def katyusha(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: in
              progress: bool = False) -> StochasticResult:
     """Loopless Katyusha (:func:`sketchy_katyusha` with P = I); ``lr=None`` uses
     L = λ_max(H_S′ + μI) estimated once at x₀, else L = 1/(2·lr)."""
-    return _run(problem, False, "Katyusha", epochs=epochs, key=key, batch_size=batch_size,
+    return solve(Katyusha, problem, epochs=epochs, key=key, batch_size=batch_size,
                 hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None,
                 lr=lr, x0=x0, tol=tol, target=target, progress=progress)

@@ -10,13 +10,15 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import StochasticResult, drive, epoch_batches, learning_rate
+from ._common import StochasticMethod, StochasticResult, epoch_batches, learning_rate, solve
 from .problems import GLMProblem
 
-__all__ = ["sketchy_saga", "saga"]
+__all__ = ["SagaState", "SketchySAGA", "SAGA", "sketchy_saga", "saga"]
 
 
-class _SagaState(NamedTuple):
+class SagaState(NamedTuple):
+    """SAGA's state: the iterate and the table of per-sample gradient scalars."""
+
     w: jax.Array
     table: jax.Array  # αᵢ = φ′(xᵢᵀwᵢ, yᵢ) at the point wᵢ where sample i was last seen, (n,)
     mean: jax.Array  # ᾱ = (1/n) Xᵀα, the mean of the stored data gradients, (d,)
@@ -26,8 +28,8 @@ class _SagaState(NamedTuple):
 def _init(problem, x0):
     idx = jnp.arange(problem.n)
     table = problem.residuals(x0, idx)
-    mean = problem.rows.rmatvec(table) / problem.n
-    return _SagaState(x0, table, mean), jnp.int32(problem.n)
+    mean = problem.rows.T.matvec(table) / problem.n
+    return SagaState(x0, table, mean), jnp.int32(problem.n)
 
 
 @partial(jax.jit, static_argnames=("batch_size",))
@@ -37,22 +39,34 @@ def _epoch(problem, state, curv, lr, key, *, batch_size):
 
     def step(s, idx):
         r = problem.residuals(s.w, idx)
-        delta = problem.rows.take(idx).rmatvec(r - s.table[idx])
+        delta = problem.rows.take(idx).T.matvec(r - s.table[idx])
         g = delta / idx.shape[0] + s.mean + problem.mu * s.w
         w = s.w - lr * curv.precond.matvec(g)
-        return _SagaState(w, s.table.at[idx].set(r), s.mean + delta / n), None
+        return SagaState(w, s.table.at[idx].set(r), s.mean + delta / n), None
 
     state, _ = lax.scan(step, state, batches)
     return state, jnp.int32(batches.size)
 
 
 def _hyper(L, lr, defaults, problem, epoch=0):
+    """η = ½/L̂ unless ``lr`` is given."""
     return learning_rate(L, lr)
 
 
-def _run(problem, sketchy, name, **kw) -> StochasticResult:
-    return drive(problem, name=name, sketchy=sketchy, init=_init, epoch=_epoch,
-                 make_hyper=_hyper, iterate=lambda s: s.w, lr_of=lambda lr: lr, **kw)
+def _iterate(state):
+    return state.w
+
+
+def _identity(x):
+    return x
+
+
+SketchySAGA = StochasticMethod("SketchySAGA", True, _init, _epoch, _hyper, _iterate, _identity)
+"""SketchySAGA's jittable pair: state = :class:`SagaState`; init fills the table at x₀ (n
+gradient evaluations), an epoch is ⌊n/b_g⌋ steps."""
+
+SAGA = SketchySAGA._replace(name="SAGA", sketchy=False)
+"""Minibatch SAGA's jittable pair (SketchySAGA with P = I)."""
 
 
 def sketchy_saga(problem: GLMProblem, *, epochs: int, key: jax.Array,
@@ -74,7 +88,7 @@ def sketchy_saga(problem: GLMProblem, *, epochs: int, key: jax.Array,
       by incorporating scalable curvature estimates", JMLR 25(346), 2024.
       Gazagnadou, Gower, Salmon, "Optimal mini-batch and step sizes for SAGA", ICML 2019.
     """
-    return _run(problem, True, "SketchySAGA", epochs=epochs, key=key, batch_size=batch_size,
+    return solve(SketchySAGA, problem, epochs=epochs, key=key, batch_size=batch_size,
                 hessian_batch_size=hessian_batch_size, rank=rank, rho=rho, refresh=refresh,
                 lr=lr, x0=x0, tol=tol, target=target, progress=progress)
 
@@ -85,6 +99,6 @@ def saga(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | 
          progress: bool = False) -> StochasticResult:
     """Minibatch (b-nice) SAGA (:func:`sketchy_saga` with P = I); ``lr=None`` uses
     η = ½/λ_max(H_S′ + μI) estimated once at x₀."""
-    return _run(problem, False, "SAGA", epochs=epochs, key=key, batch_size=batch_size,
+    return solve(SAGA, problem, epochs=epochs, key=key, batch_size=batch_size,
                 hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None,
                 lr=lr, x0=x0, tol=tol, target=target, progress=progress)

@@ -9,10 +9,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import StochasticResult, drive, epoch_batches, learning_rate, positive_float
+from ..validation import check_positive
+from ._common import StochasticMethod, StochasticResult, epoch_batches, learning_rate, solve
 from .problems import GLMProblem
 
-__all__ = ["sketchy_sgd", "sgd"]
+__all__ = ["SketchySGD", "SGD", "sketchy_sgd", "sgd"]
 
 
 @jax.jit
@@ -32,16 +33,26 @@ def _epoch(problem, w, curv, lr, key, *, batch_size):
 
 
 def _hyper(L, lr, defaults, problem, epoch=0, *, decay=1.0):
+    """η_k = γᵏη with η = ½/L̂ unless ``lr`` is given (γ = ``decay``)."""
     return learning_rate(L, lr) * decay**epoch
 
 
-def _run(problem, sketchy, name, lr_decay, **kw) -> StochasticResult:
-    decay = positive_float(lr_decay, "lr_decay")
+def _identity(x):
+    return x
+
+
+SketchySGD = StochasticMethod("SketchySGD", True, _init, _epoch, _hyper, _identity, _identity)
+"""SketchySGD's jittable pair: state = w; epoch = ⌊n/b_g⌋ steps w ← w − η P⁻¹∇F_B(w)."""
+
+SGD = SketchySGD._replace(name="SGD", sketchy=False)
+"""Minibatch SGD's jittable pair (SketchySGD with P = I)."""
+
+
+def _run(method, problem, lr_decay, **kw) -> StochasticResult:
+    decay = check_positive(lr_decay, "lr_decay")
     if decay > 1.0:
         raise ValueError(f"lr_decay must be in (0, 1], got {decay}")
-    return drive(problem, name=name, sketchy=sketchy, init=_init, epoch=_epoch,
-                 make_hyper=partial(_hyper, decay=decay), iterate=lambda w: w,
-                 lr_of=lambda lr: lr, **kw)
+    return solve(method._replace(hyper=partial(_hyper, decay=decay)), problem, **kw)
 
 
 def sketchy_sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | None = None,
@@ -87,7 +98,7 @@ def sketchy_sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size:
       Frangella, Rathore, Zhao, Udell, "SketchySGD: reliable stochastic optimization via
       randomized curvature estimates", SIAM J. Math. Data Sci. 2024.
     """
-    return _run(problem, True, "SketchySGD", lr_decay, epochs=epochs, key=key,
+    return _run(SketchySGD, problem, lr_decay, epochs=epochs, key=key,
                 batch_size=batch_size, hessian_batch_size=hessian_batch_size, rank=rank, rho=rho,
                 refresh=refresh, lr=lr, x0=x0, tol=tol, target=target, progress=progress)
 
@@ -99,6 +110,6 @@ def sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | N
     """Minibatch SGD, w ← w − γᵏη ∇F_B(w) in epoch k; ``lr=None`` uses η = ½ / λ_max(H_S′ + μI)
     estimated once at x₀ (b_H = ``hessian_batch_size`` samples).  Same loop and result as
     :func:`sketchy_sgd` with P = I."""
-    return _run(problem, False, "SGD", lr_decay, epochs=epochs, key=key, batch_size=batch_size,
+    return _run(SGD, problem, lr_decay, epochs=epochs, key=key, batch_size=batch_size,
                 hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None,
                 lr=lr, x0=x0, tol=tol, target=target, progress=progress)

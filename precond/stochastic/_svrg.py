@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import StochasticResult, drive, epoch_batches, learning_rate
+from ._common import StochasticMethod, StochasticResult, epoch_batches, learning_rate, solve
 from .problems import GLMProblem
 
-__all__ = ["sketchy_svrg", "svrg"]
+__all__ = ["SketchySVRG", "SVRG", "sketchy_svrg", "svrg"]
 
 
 @jax.jit
@@ -35,12 +35,20 @@ def _epoch(problem, w, curv, lr, key, *, batch_size):
 
 
 def _hyper(L, lr, defaults, problem, epoch=0):
+    """η = ½/L̂ unless ``lr`` is given."""
     return learning_rate(L, lr)
 
 
-def _run(problem, sketchy, name, **kw) -> StochasticResult:
-    return drive(problem, name=name, sketchy=sketchy, init=_init, epoch=_epoch,
-                 make_hyper=_hyper, iterate=lambda w: w, lr_of=lambda lr: lr, **kw)
+def _identity(x):
+    return x
+
+
+SketchySVRG = StochasticMethod("SketchySVRG", True, _init, _epoch, _hyper, _identity, _identity)
+"""SketchySVRG's jittable pair: state = w; an epoch takes the snapshot and its full gradient,
+then ⌊n/b_g⌋ variance-reduced steps."""
+
+SVRG = SketchySVRG._replace(name="SVRG", sketchy=False)
+"""Epoch-based minibatch SVRG's jittable pair (SketchySVRG with P = I)."""
 
 
 def sketchy_svrg(problem: GLMProblem, *, epochs: int, key: jax.Array,
@@ -63,7 +71,7 @@ def sketchy_svrg(problem: GLMProblem, *, epochs: int, key: jax.Array,
       Johnson, Zhang, "Accelerating stochastic gradient descent using predictive variance
       reduction", NeurIPS 2013.
     """
-    return _run(problem, True, "SketchySVRG", epochs=epochs, key=key, batch_size=batch_size,
+    return solve(SketchySVRG, problem, epochs=epochs, key=key, batch_size=batch_size,
                 hessian_batch_size=hessian_batch_size, rank=rank, rho=rho, refresh=refresh,
                 lr=lr, x0=x0, tol=tol, target=target, progress=progress)
 
@@ -74,6 +82,6 @@ def svrg(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | 
          progress: bool = False) -> StochasticResult:
     """Epoch-based minibatch SVRG (:func:`sketchy_svrg` with P = I); ``lr=None`` uses
     η = ½/λ_max(H_S′ + μI) estimated once at x₀."""
-    return _run(problem, False, "SVRG", epochs=epochs, key=key, batch_size=batch_size,
+    return solve(SVRG, problem, epochs=epochs, key=key, batch_size=batch_size,
                 hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None,
                 lr=lr, x0=x0, tol=tol, target=target, progress=progress)
