@@ -29,15 +29,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax import lax
+from jax.flatten_util import ravel_pytree
 
-from precond.linalg import SolverError, Status
+from precond.linalg import Status, check_status
+from precond.validation import check_int, check_nonnegative, check_positive
+
+from ._objective import objective_at_update
 
 __all__ = ["OSGMHistory", "OSGMResult", "OSGMState", "osgm", "osgm_minimize"]
 
@@ -91,9 +94,8 @@ class OSGMResult(NamedTuple):
 
     def check(self) -> OSGMResult:
         """Return self if converged, else raise :class:`SolverError` saying what to try."""
-        if not bool(self.converged):
-            raise SolverError(self.reason, f"after {int(self.grad_evals)} gradient evaluations, "
-                                           f"‖∇f‖∞ = {float(jnp.max(jnp.abs(self.grad))):.3e}")
+        check_status(self.status, f"after {int(self.grad_evals)} gradient evaluations, "
+                                  f"‖∇f‖∞ = {float(jnp.max(jnp.abs(self.grad))):.3e}")
         return self
 
 
@@ -144,13 +146,14 @@ def _learn(P, G, beta, Gb, *, g, g_plus, d, f, f_lb, lr, beta_lr, L, variant, ki
 
 
 def _check_options(variant, preconditioner, lr, beta_lr, L):
+    """The choices by name; the scalars by ``precond.validation`` (traced ones pass)."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if preconditioner not in PRECONDITIONERS:
         raise ValueError(f"preconditioner must be one of {PRECONDITIONERS}, got {preconditioner!r}")
     for name, v in (("lr", lr), ("beta_lr", beta_lr), ("L", L)):
-        if v is not None and not (np.isfinite(float(v)) and float(v) > 0):
-            raise ValueError(f"{name} must be a finite number > 0, got {v}")
+        if v is not None:
+            check_positive(v, name)
 
 
 # --------------------------------------------------------------------------- the solver
@@ -227,10 +230,8 @@ def osgm_minimize(
       True
     """
     _check_options(variant, preconditioner, lr, beta_lr, L)
-    if not isinstance(max_grad_evals, (int, np.integer)) or max_grad_evals < 2:
-        raise ValueError(f"max_grad_evals must be an int ≥ 2, got {max_grad_evals!r}")
-    if not (float(gtol) >= 0):
-        raise ValueError(f"gtol must be ≥ 0, got {gtol}")
+    max_grad_evals = check_int(max_grad_evals, "max_grad_evals", low=2)
+    check_nonnegative(gtol, "gtol")
     x0 = jnp.asarray(x0)
     if x0.ndim != 1 or x0.shape[0] == 0:
         raise ValueError(f"x0 must be a non-empty 1-D array (n,), got shape {tuple(x0.shape)}; "
@@ -359,6 +360,7 @@ class OSGMState(NamedTuple):
 def osgm(
     learning_rate: float,
     *,
+    loss_fn: Callable | None = None,
     variant: str = "best",
     preconditioner: str = "diagonal",
     beta_lr: float = 1.0,
@@ -367,19 +369,49 @@ def osgm(
     L: float | None = None,
     convex: bool = True,
 ) -> optax.GradientTransformationExtraArgs:
-    """OSGM as an optax transformation; ``update`` needs ``value_fn`` (params → f) as extra arg.
+    """OSGM as an optax transformation: ``update(grads, state, params, batch=batch)``.
 
-    ``learning_rate`` is the AdaGrad step η of the online learner for P (10/L in the papers for
-    convex problems).  Each ``update(grads, state, params, value_fn=f)`` call receives the
-    gradient at the trial point ``params``; it scores the previous P with it, accepts the trial
-    point when f decreased (monotone), and returns the update that moves ``params`` to the next
-    trial point x − P∘g + β(x − x₋) from the anchor x.  It therefore produces the same iterates
-    as :func:`osgm_minimize` with ``L`` given.  Params may be any pytree (flattened inside).
-    ``f_lower`` is the lower bound used by ``variant="ratio"``; ``L`` only sets the box on P.
+    Each update receives the gradient at the trial point ``params`` and evaluates
+    f = ``loss_fn``(params, batch) there (``value=`` saves that evaluation); it scores the
+    previous P with them, accepts the trial point when f decreased (monotone), and returns the
+    update that moves ``params`` to the next trial point x − P∘g + β(x − x₋) from the anchor x
+    (``state.x``, the best point so far).  It therefore produces the same iterates as
+    :func:`osgm_minimize` with ``L`` given.  Params may be any pytree (flattened inside).  The
+    first update only records the anchor (P starts at 0): the first move is at the second.
+
+    ``grads`` is the gradient (``grad=`` overrides it when a chain transformed ``grads``).
+    Without ``loss_fn``, ``value_fn=`` (params ↦ f, as for ``optax.lbfgs``) supplies f.  With
+    ``optax.inject_hyperparams``, ``learning_rate``, ``beta_lr`` and ``f_lower`` may be traced.
+
+    Args:
+      learning_rate: η, the AdaGrad step of the online learner for P (10/L in the papers for
+        convex problems).
+      loss_fn: the objective, ``loss_fn(params, batch)`` (or ``loss_fn(params)`` for
+        ``batch=None``).
+      variant: "hypergradient", "ratio" or "best" (see :func:`osgm_minimize`).
+      preconditioner: candidate set of P: "scalar", "diagonal" or "full".
+      beta_lr: AdaGrad step for β ("best" only).
+      beta0: initial β (default 0.95 for "best", else 0).
+      f_lower: the lower bound on min f used by ``variant="ratio"``.
+      L: smoothness constant; only sets the box [0, 10¹⁰/L] on P (default 1).
+      convex: keep P (scalar/diagonal) in that box.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, optax
+      >>> from precond.optim import osgm
+      >>> f = lambda x: 0.5 * jnp.sum(jnp.arange(1.0, 4.0) * x**2)
+      >>> opt = osgm(1.0, loss_fn=f, L=3.0)
+      >>> x = jnp.ones(3); state = opt.init(x)
+      >>> for _ in range(30):
+      ...     u, state = opt.update(jax.grad(f)(x), state, x)
+      ...     x = optax.apply_updates(x, u)
+      >>> bool(state.f < 1e-2 * f(jnp.ones(3)))
+      True
     """
     _check_options(variant, preconditioner, learning_rate, beta_lr, L)
-    from jax.flatten_util import ravel_pytree
-
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError(f"loss_fn must be callable loss_fn(params, batch), got "
+                        f"{type(loss_fn).__name__}")
     beta_init = (0.95 if variant == "best" else 0.0) if beta0 is None else beta0
 
     def init_fn(params):
@@ -389,20 +421,24 @@ def osgm(
         return OSGMState(jnp.zeros((), jnp.int32), x, z, jnp.zeros_like(x), x, P,
                          jnp.zeros_like(P), jnp.asarray(beta_init, x.dtype), z)
 
-    def update_fn(updates, state, params=None, *, value_fn: Callable[[Any], jax.Array], **extra):
+    def update_fn(updates, state, params=None, *, batch=None, value=None, grad=None,
+                  value_fn=None, **extra):
         del extra
         if params is None:
-            raise ValueError("osgm needs params (the trial point) in update()")
+            raise ValueError("osgm needs params (the trial point): update(grads, state, params)")
         x_t, unravel = ravel_pytree(params)
-        g_t, _ = ravel_pytree(updates)
-        f_t = jnp.asarray(value_fn(params), x_t.dtype)
+        dt = x_t.dtype
+        g_t = ravel_pytree(updates if grad is None else grad)[0].astype(dt)
+        if value is None:
+            value = objective_at_update(loss_fn, value_fn, "osgm")(params, batch)
+        f_t = jnp.asarray(value, dt)
         first = state.count == 0
-        Lv = jnp.asarray(1.0 if L is None else L, x_t.dtype)
+        Lv = jnp.asarray(1.0 if L is None else L, dt)
         d = state.x - state.x_prev
         P, G, beta, Gb = _learn(state.P, state.G, state.beta, state.Gb, g=state.g, g_plus=g_t,
-                                d=d, f=state.f, f_lb=jnp.asarray(f_lower, x_t.dtype),
-                                lr=learning_rate, beta_lr=beta_lr,
-                                L=Lv,
+                                d=d, f=state.f, f_lb=jnp.asarray(f_lower, dt),
+                                lr=jnp.asarray(learning_rate, dt),
+                                beta_lr=jnp.asarray(beta_lr, dt), L=Lv,
                                 variant=variant, kind=preconditioner, convex=convex)
         P, G = jnp.where(first, state.P, P), jnp.where(first, state.G, G)
         beta, Gb = jnp.where(first, state.beta, beta), jnp.where(first, state.Gb, Gb)
@@ -413,7 +449,8 @@ def osgm(
         f = jnp.where(accept, f_t, state.f)
         g = jnp.where(accept, g_t, state.g)
         step = (x - _apply_P(P, g) + (beta * (x - x_prev) if variant == "best" else 0.0)) - x_t
-        new = OSGMState(state.count + 1, x, f, g, x_prev, P, G, beta, Gb)
-        return unravel(step), new
+        new = OSGMState(state.count + 1, x, f, g, x_prev, P.astype(dt), G.astype(dt),
+                        beta.astype(dt), Gb.astype(dt))
+        return unravel(step.astype(dt)), new
 
     return optax.GradientTransformationExtraArgs(init_fn, update_fn)

@@ -4,9 +4,11 @@
     v_k = β v_{k−1} + M_k⁻¹ g_k,   w_{k+1} = w_k − α v_k    (heavy ball, β = ``momentum``)
 
 α is ``learning_rate`` (a float or an optax schedule), M the ``preconditioner`` (see
-``precond.preconditioners``).  Curvature-based preconditioners read the mini-batch from the
-keyword extra argument ``batch``: ``update(grads, state, params, *, batch=…)``; randomized ones
-(Nyström, spectral, Jacobi) draw a fresh subkey per step from the PRNG ``key`` given here.
+``precond.preconditioners``), which holds the objective it needs (``loss_fn``, or ``model_fn``
+and ``output_loss``).  Curvature-based preconditioners read the mini-batch from the keyword
+extra argument ``batch``: ``update(grads, state, params, *, batch=…)``; randomized ones
+(Nyström, spectral, Jacobi) draw a fresh subkey per step from the PRNG ``key`` given here (no
+key, no randomness: they raise at their first update).
 """
 
 from __future__ import annotations
@@ -14,31 +16,31 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import optax
 
-from precond.linalg._checks import is_concrete
 from precond.preconditioners import Preconditioner
+from precond.validation import check_finite_array, check_fraction, check_key
 
 __all__ = ["PreconditionerState", "scale_by_preconditioner", "preconditioned_sgd"]
 
 
 class PreconditionerState(NamedTuple):
-    """The preconditioner's own state, and the PRNG key for randomized preconditioners."""
+    """The preconditioner's own state, and the PRNG key for randomized preconditioners (None
+    when none was given)."""
 
     precond_state: Any
-    key: jax.Array
+    key: jax.Array | None
 
 
-def _check_finite_grads(grads) -> None:
-    leaves = jax.tree.leaves(grads)
-    if leaves and all(is_concrete(x) for x in leaves):
-        for x in leaves:
-            if jnp.issubdtype(jnp.result_type(x), jnp.inexact) and not bool(
-                    jnp.all(jnp.isfinite(x))):
-                raise ValueError("grads contain NaN or inf: the loss or its gradient is not "
-                                 "finite at these params (lower the learning rate or check "
-                                 "the data)")
+def _apply_and_update(preconditioner: Preconditioner, state, g):
+    """(M⁻¹g, state): the protocol's ``apply`` (``solve`` before it was renamed), keeping what
+    the solve learned (warm starts, CG counts) when the preconditioner reports it."""
+    for name in ("apply_and_update", "solve_and_update"):
+        fn = getattr(preconditioner, name, None)
+        if fn is not None:
+            return fn(state, g)
+    apply = getattr(preconditioner, "apply", None) or preconditioner.solve
+    return apply(state, g), state
 
 
 def scale_by_preconditioner(preconditioner: Preconditioner, *, key: jax.Array | None = None,
@@ -46,27 +48,34 @@ def scale_by_preconditioner(preconditioner: Preconditioner, *, key: jax.Array | 
     """updates ↦ M⁻¹ updates, after refreshing M at ``params`` on ``batch``.
 
     Per step: ``update(state, params, batch=batch, key=subkey, grads=updates)``, then
-    ``solve``, then ``release``.  ``key`` (a ``jax.random`` key) is needed only by randomized
-    preconditioners; without one they raise at their first update.
+    ``apply``, then ``release``.
+
+    Args:
+      preconditioner: a ``precond.preconditioners`` object.
+      key: a ``jax.random`` key, needed only by randomized preconditioners; without one they
+        raise at their first update (precond draws no hidden randomness).
     """
     if not isinstance(preconditioner, Preconditioner):
         raise TypeError("preconditioner must be a precond.preconditioners.Preconditioner, got "
                         f"{type(preconditioner).__name__}")
-    if key is not None and not jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
-        key = jnp.asarray(key)
+    if key is not None:
+        key = check_key(key)
 
     def init_fn(params):
-        k = jax.random.key(0) if key is None else key
-        return PreconditionerState(preconditioner.init(params), k)
+        return PreconditionerState(preconditioner.init(params), key)
 
     def update_fn(updates, state, params=None, *, batch=None, **extra):
         if params is None:
             raise ValueError("preconditioned SGD needs params: update(grads, state, params, …)")
-        _check_finite_grads(updates)
-        new_key, sub = jax.random.split(state.key)
-        pstate = preconditioner.update(state.precond_state, params, batch=batch,
-                                       key=sub if key is not None else None, grads=updates)
-        direction, pstate = preconditioner.solve_and_update(pstate, updates)
+        for leaf in jax.tree.leaves(updates):
+            check_finite_array(leaf, "grads")
+        if state.key is None:
+            new_key = sub = None
+        else:
+            new_key, sub = jax.random.split(state.key)
+        pstate = preconditioner.update(state.precond_state, params, batch=batch, key=sub,
+                                       grads=updates)
+        direction, pstate = _apply_and_update(preconditioner, pstate, updates)
         pstate = preconditioner.release(pstate)
         return direction, PreconditionerState(pstate, new_key)
 
@@ -78,7 +87,14 @@ def preconditioned_sgd(learning_rate: optax.ScalarOrSchedule, preconditioner: Pr
                        ) -> optax.GradientTransformationExtraArgs:
     """Preconditioned SGD: w ← w − α M⁻¹g (module docstring), optionally with heavy ball.
 
-    Works under ``jax.jit``, in ``optax.chain`` and with ``optax.inject_hyperparams``.
+    Works under ``jax.jit``, in ``optax.chain`` and with ``optax.inject_hyperparams``
+    (``static_args=("preconditioner", "key")``; ``momentum`` may be injected too).
+
+    Args:
+      learning_rate: α, a float or an optax schedule.
+      preconditioner: M, a ``precond.preconditioners`` object (it holds the objective).
+      momentum: heavy-ball β ∈ [0, 1) on the directions (None: none).
+      key: ``jax.random`` key for randomized preconditioners (Nyström, spectral, Jacobi).
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -98,8 +114,6 @@ def preconditioned_sgd(learning_rate: optax.ScalarOrSchedule, preconditioner: Pr
     """
     parts = [scale_by_preconditioner(preconditioner, key=key)]
     if momentum is not None:
-        if not 0.0 <= float(momentum) < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        parts.append(optax.trace(decay=momentum))
+        parts.append(optax.trace(decay=check_fraction(momentum, "momentum")))
     parts.append(optax.scale_by_learning_rate(learning_rate))
     return optax.chain(*parts)

@@ -1,16 +1,19 @@
 """A training loop for any optax optimizer: jit-compiled steps, epochs in ``lax.scan``, per-step
 loss and wall time, and a clean stop when the loss turns non-finite.
 
-Each step evaluates ℓ_k = loss_fn(w_k, batch_k) and its gradient, calls the optimizer with the
-extras every optimizer here understands (``batch``, ``value``, ``grad``, ``value_fn``), and
-applies the update.  A step is *good* when ℓ_k, the gradient and w_{k+1} are all finite; at
-the first bad step k the run stops ("diverged at step k"), the update is not applied, and the
-result keeps the last parameters (all finite) and the optimizer state that went with them.
+Each step evaluates ℓ_k = loss_fn(w_k, batch_k) and its gradient, calls the optimizer with
+``batch`` and the work-saving extras ``value``, ``grad`` (and ``value_fn`` for optax's own
+``optax.lbfgs``), and applies the update.  A step is *good* when ℓ_k, the gradient and w_{k+1}
+are all finite; at the first bad step k the run stops ("diverged at step k"), the update is not
+applied, and the result keeps the last parameters (all finite) and the optimizer state that went
+with them.
+
+The jitted step and epoch live here; the host loop around them (compile ahead, time each epoch,
+progress bar, stop) is ``precond.loop``'s.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -20,16 +23,21 @@ import numpy as np
 import optax
 from jax import lax
 
-from precond.linalg import Status
+from precond.linalg import Status, check_status
+from precond.loop import compile_ahead, run_epochs, timed
+from precond.validation import check_int
 
 __all__ = ["TrainResult", "make_step", "train"]
 
 
 class TrainResult(NamedTuple):
-    """``losses`` (steps,) ℓ_k at the parameters before step k (NaN after a stop); ``times``
+    """What :func:`train` returns.
+
+    ``losses`` (steps,) ℓ_k at the parameters before step k (NaN after a stop); ``times``
     (steps,) cumulative wall seconds of training (compilation excluded, reported apart in
-    ``compile_time``); ``status`` ``Status.MAX_ITERATIONS`` when all steps ran,
-    ``Status.DIVERGED`` on a non-finite loss/gradient/update; ``steps`` the good steps taken."""
+    ``compile_time``); ``status`` ``Status.SUCCESS`` when all steps ran, ``Status.DIVERGED`` on
+    a non-finite loss/gradient/update; ``message`` says which; ``steps`` the good steps taken.
+    """
 
     params: Any
     opt_state: Any
@@ -44,6 +52,11 @@ class TrainResult(NamedTuple):
     def diverged(self) -> bool:
         return self.status == Status.DIVERGED
 
+    def check(self) -> TrainResult:
+        """Return self when every step ran; raise :class:`precond.linalg.SolverError` if not."""
+        check_status(self.status, self.message)
+        return self
+
 
 def _all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
@@ -56,6 +69,11 @@ def make_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Cal
 
     ``ok`` is False when the loss, the gradient or the new parameters are not finite; the
     returned params/state are then the old ones.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``.
+      optimizer: any optax transformation; it gets ``batch``, ``value``, ``grad`` and
+        ``value_fn`` as extra arguments (transforms that do not use one ignore it).
     """
     def step(params, opt_state, batch):
         value, grads = jax.value_and_grad(loss_fn)(params, batch)
@@ -94,6 +112,9 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
     """Train ``params`` on ``loss_fn(params, batch)`` with ``optimizer``.
 
     Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``, the objective the steps report.
+      params: the starting parameters (any pytree).
+      optimizer: any optax transformation (see :func:`make_step` for its extra arguments).
       data: the mini-batches of one epoch as one pytree whose leaves have the step index on the
         leading axis (S, …) — reused every epoch — or a function ``data(key) -> such pytree``
         called once per epoch with ``jax.random.fold_in(key, epoch)`` (data resampled every
@@ -105,9 +126,11 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
         time spread evenly) or step by step in Python (exact per-step times).
       progress: show a rich progress bar (outside the jitted code).
       opt_state: continue from this optimizer state (default ``optimizer.init(params)``).
+
+    Returns:
+      A :class:`TrainResult`; ``.check()`` raises unless every step ran.
     """
-    if not isinstance(num_epochs, int) or num_epochs < 1:
-        raise ValueError(f"num_epochs must be an int ≥ 1, got {num_epochs!r}")
+    check_int(num_epochs, "num_epochs", low=1)
     if callable(data):
         if key is None:
             raise TypeError("data is a function: pass key=jax.random.key(…) to resample it")
@@ -116,73 +139,55 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
         get = lambda e: data  # noqa: E731
     opt_state = optimizer.init(params) if opt_state is None else opt_state
     step = make_step(loss_fn, optimizer)
-    batches = get(0)
-    S = int(jax.tree.leaves(batches)[0].shape[0])
+    first_batches = get(0)
+    S = int(jax.tree.leaves(first_batches)[0].shape[0])
     stopped = jnp.asarray(False)
-
-    t0 = time.perf_counter()
     if scan:
-        run = jax.jit(_epoch_fn(step)).lower(params, opt_state, stopped, batches).compile()
+        run, compile_time = compile_ahead(jax.jit(_epoch_fn(step)), params, opt_state, stopped,
+                                          first_batches)
     else:
-        first = jax.tree.map(lambda a: a[0], batches)
-        run = jax.jit(step).lower(params, opt_state, first).compile()
-    compile_time = time.perf_counter() - t0
+        first = jax.tree.map(lambda a: a[0], first_batches)
+        run, compile_time = compile_ahead(jax.jit(step), params, opt_state, first)
 
-    losses, times, elapsed, bad_step = [], [], 0.0, None
-    bar = _progress(progress, num_epochs)
-    try:
-        for e in range(num_epochs):
-            batches = batches if e == 0 else get(e)
-            jax.block_until_ready(batches)
-            if scan:
-                t = time.perf_counter()
-                params, opt_state, stopped, ls, oks = jax.block_until_ready(
-                    run(params, opt_state, stopped, batches))
-                dt = time.perf_counter() - t
-                ls, oks = np.asarray(ls), np.asarray(oks)
-                times.extend(elapsed + dt * (np.arange(S) + 1) / S)
-                elapsed += dt
-            else:
-                ls, oks = np.full(S, np.nan), np.ones(S, bool)
-                for s in range(S):
-                    t = time.perf_counter()
-                    b = jax.tree.map(lambda a, s=s: a[s], batches)
-                    params, opt_state, loss, ok = jax.block_until_ready(
-                        run(params, opt_state, b))
-                    elapsed += time.perf_counter() - t
-                    times.append(elapsed)
-                    ls[s], oks[s] = float(loss), bool(ok)
-                    if not ok:
-                        break
-            losses.extend(ls)
-            if not oks.all():
-                bad_step = e * S + int(np.argmin(oks))
-            if bar is not None:
-                bar[0].update(bar[1], advance=1, description=f"loss {ls[np.isfinite(ls)][-1:]}")
-            if bad_step is not None:
-                break
-    finally:
-        if bar is not None:
-            bar[0].stop()
+    def epoch(e, state):
+        """One epoch on the host: its batches (not timed), then the steps, each timed."""
+        params, opt_state, stopped = state
+        batches = jax.block_until_ready(first_batches if e == 0 else get(e))
+        if scan:
+            (params, opt_state, stopped, ls, oks), dt = timed(run, params, opt_state, stopped,
+                                                             batches)
+            ls, oks = np.asarray(ls, float), np.asarray(oks)
+            dts = np.full(S, dt / S)
+        else:
+            ls, oks, dts = np.full(S, np.nan), np.ones(S, bool), np.zeros(S)
+            for s in range(S):
+                b = jax.tree.map(lambda a, s=s: a[s], batches)
+                (params, opt_state, loss, ok), dts[s] = timed(run, params, opt_state, b)
+                ls[s], oks[s] = float(loss), bool(ok)
+                if not ok:
+                    stopped = jnp.asarray(True)
+                    break
+        return (params, opt_state, stopped), (ls, oks, dts)
 
-    losses = np.asarray(losses, float)
-    times = np.asarray(times, float)[: losses.size]
-    if bad_step is not None:
+    def last_loss(record) -> float:
+        """The epoch's last loss, NaN when a step of it was bad (the driver then stops)."""
+        ls, oks, _ = record
+        good = ls[np.isfinite(ls)]
+        return float(good[-1]) if oks.all() and good.size else float("nan")
+
+    out = run_epochs(epoch, (params, opt_state, stopped), num_epochs, objective=last_loss,
+                     divergence_factor=float("inf"), progress=progress, name="training",
+                     keep_bad=True)  # the epoch itself keeps the last good params
+    params, opt_state, _ = out.state
+    losses = np.concatenate([r[0] for r in out.records])
+    oks = np.concatenate([r[1] for r in out.records])
+    times = np.cumsum(np.concatenate([r[2] for r in out.records]))
+    if not oks.all():
+        bad_step = int(np.argmin(oks))
         losses[bad_step + 1:] = np.nan
         return TrainResult(params, opt_state, losses, times, Status.DIVERGED,
                            f"diverged at step {bad_step}: the loss, gradient or update was not "
                            "finite; lower the learning rate or add damping", bad_step,
                            compile_time)
-    return TrainResult(params, opt_state, losses, times, Status.MAX_ITERATIONS,
+    return TrainResult(params, opt_state, losses, times, Status.SUCCESS,
                        f"completed {losses.size} steps", losses.size, compile_time)
-
-
-def _progress(enabled: bool, total: int):
-    if not enabled:
-        return None
-    from rich.progress import Progress
-
-    bar = Progress()
-    task = bar.add_task("training", total=total)
-    bar.start()
-    return bar, task
