@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from precond.experiments.protocol import ProtocolConfig
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``compare`` subcommand to the ``precond`` parser.
 
     Args:
@@ -54,7 +58,7 @@ class _RichProgress:
             self.bar.console.log(f"[dim]skip {label} (already in the store)")
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> ProtocolConfig:
     """The :class:`~precond.experiments.protocol.ProtocolConfig` the command line asks for.
 
     Args:

@@ -13,7 +13,7 @@ DEMO_ARGV = ["compare", "poisson", "--quick", "--methods", "sgd", "adam", "lbfgs
              "--seeds", "2", "--out", "runs/demo"]
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``demo`` subcommand to the ``precond`` parser.
 
     Args:

@@ -9,7 +9,7 @@ import sys
 import time
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``osgm-bench`` subcommand to the ``precond`` parser.
 
     Args:

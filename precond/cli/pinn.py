@@ -17,7 +17,7 @@ from rich.table import Table
 from precond.problems.pinn import PDES
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``pinn`` subcommand to the ``precond`` parser.
 
     Args:

@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``quadratic`` subcommand to the ``precond`` parser.
 
     Args:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``report`` subcommand to the ``precond`` parser.
 
     Args:

@@ -15,7 +15,7 @@ from precond.linalg import DenseOperator, cg, nystrom_pcg
 from precond.validation import check_int, check_nonnegative, check_positive
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``ridge`` subcommand to the ``precond`` parser.
 
     Args:

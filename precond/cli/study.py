@@ -17,7 +17,7 @@ from rich.progress import Progress
 STUDIES = ("diagonal", "regularization", "normalization")
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``study`` subcommand to the ``precond`` parser.
 
     Args:

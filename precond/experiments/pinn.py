@@ -205,13 +205,13 @@ def run_pinn(config: PINNConfig, out: str | Path | None = None, *, tick=None) ->
     params_lbfgs = params
 
     # --- NNCG ----------------------------------------------------------------------------
-    opt = nncg(rank=min(config.rank, problem.num_params()), mu=config.mu,
+    opt = nncg(loss_fn=f, rank=min(config.rank, problem.num_params()), mu=config.mu,
                update_every=config.update_every, cg_tol=config.cg_tol,
                cg_maxiter=config.cg_maxiter, key=jax.random.key(config.seed + 1))
 
     def nncg_step(params, state, batch):
         v, g = jax.value_and_grad(f)(params, batch)
-        u, state = opt.update(g, state, params, value=v, grad=g, value_fn=f, batch=batch)
+        u, state = opt.update(g, state, params, value=v, grad=g, batch=batch)
         return optax.apply_updates(params, u), state
 
     state = opt.init(params)

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -124,15 +125,24 @@ class ProtocolConfig:
         object.__setattr__(self, "methods", tuple(self.methods))
 
     @classmethod
-    def quick_config(cls, problem: str, **overrides) -> ProtocolConfig:
-        """The reduced protocol for the demo: quick sizes, 300 + 200 epochs, 3 seeds."""
+    def quick_config(cls, problem: str, **overrides: Any) -> ProtocolConfig:
+        """The reduced protocol for the demo: quick sizes, 300 + 200 epochs, 3 seeds.
+
+        Args:
+          problem: a name of ``precond.problems.registry.PROBLEMS``.
+          **overrides: other fields of the configuration.
+        """
         kw = dict(problem=problem, quick=True, seeds=3, phase1_epochs=300, phase2_epochs=200,
                   noise_batches=8)
         kw.update(overrides)
         return cls(**kw)
 
     def grid(self, method: str) -> tuple[float, ...]:
-        """The learning rates tried for ``method`` (``grids`` or :func:`default_grid`)."""
+        """The learning rates tried for ``method`` (``grids`` or :func:`default_grid`).
+
+        Args:
+          method: one of ``methods``.
+        """
         return tuple(float(x) for x in self.grids.get(method, default_grid(method, self.quick)))
 
     def diag_epoch(self) -> int:
@@ -163,13 +173,27 @@ class Progress:
     """
 
     def start_unit(self, label: str, total_epochs: int) -> None:
-        """A unit named ``label`` of ``total_epochs`` epochs starts."""
+        """A unit starts.
+
+        Args:
+          label: the unit's name for display.
+          total_epochs: its epochs.
+        """
 
     def advance(self, n: int = 1) -> None:
-        """``n`` more epochs of the current unit are done."""
+        """More epochs of the current unit are done.
+
+        Args:
+          n: how many.
+        """
 
     def end_unit(self, label: str, skipped: bool) -> None:
-        """The unit ``label`` is done (``skipped``: it was already in the store)."""
+        """A unit is done.
+
+        Args:
+          label: the unit's name (its id when it was skipped).
+          skipped: it was already in the store, nothing ran.
+        """
 
 
 def _tree_to_flat(params) -> np.ndarray:
@@ -178,6 +202,11 @@ def _tree_to_flat(params) -> np.ndarray:
 
 class _LRState(NamedTuple):
     lr: jax.Array
+
+
+# Methods whose step is not linear in the rate (a line search, an online learner): the rate
+# goes inside, one compiled step per rate.
+_RATE_INSIDE = ("lbfgs", "nncg", "osgm")
 
 
 def _scale_by_state_lr(lr: float) -> optax.GradientTransformation:
@@ -199,19 +228,23 @@ class _Runner:
         _, self.unravel = ravel_pytree(problem.init_params(jax.random.key(0)))
         self._compiled: dict = {} if cache is None else cache
 
-    def optimizer(self, method: str, lr: float):
-        kw = dict(self.problem.problem_kwargs())
+    def optimizer(self, method: str, lr: float, key: jax.Array):
+        """``method`` at rate ``lr``: the problem's context (loss, model, output loss, ``key``
+        for randomized methods) plus the configured options, which get_optimizer checks."""
+        kw = self.problem.problem_kwargs(key=key)
         kw.update(self.config.method_options.get(method, {}))
-        if method == "lbfgs":
+        if method in _RATE_INSIDE:
             return get_optimizer(method, lr, **kw)
         return optax.chain(get_optimizer(method, 1.0, **kw), _scale_by_state_lr(lr))
 
     def run(self, method: str, lr: float, params, data_key, epochs: int, progress: Progress,
             snapshot_epoch: int | None = None) -> dict:
-        opt = self.optimizer(method, lr)
+        # The optimizer's key lives in its state (set by init), so the cached step serves
+        # every seed; it is drawn apart from the data keys fold_in(data_key, epoch).
+        opt = self.optimizer(method, lr, jax.random.split(data_key)[1])
         state = opt.init(params)
         batch = jax.block_until_ready(self.sample(jax.random.fold_in(data_key, 0)))
-        cache_key = (method, lr) if method == "lbfgs" else method
+        cache_key = (method, lr) if method in _RATE_INSIDE else method
         compile_time = 0.0
         if cache_key not in self._compiled:
             t0 = time.perf_counter()
@@ -316,9 +349,10 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
             **opts}
 
 
-def run_protocol(config: ProtocolConfig, out_dir, *, progress: Progress | None = None,
-                 problem: Problem | None = None, stop_after: int | None = None,
-                 compile_cache: dict | None = None) -> ResultsStore:
+def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
+                 progress: Progress | None = None, problem: Problem | None = None,
+                 stop_after: int | None = None, compile_cache: dict | None = None
+                 ) -> ResultsStore:
     """Run (or resume) the experiment ``config`` in ``out_dir`` (module docstring).
 
     Finished units already in the store are skipped, so rerunning after an interruption

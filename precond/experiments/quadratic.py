@@ -12,6 +12,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -44,7 +45,8 @@ def _ks(d: int, fractions) -> tuple[int, ...]:
 def run_quadratic(out_dir: str | os.PathLike, *, d: int = 100, runs: int = 30,
                   steps: int = 20000, alpha: float | None = None, noise: str = "paper",
                   sigma: float = 1.0, seed: int = 0, record_every: int = 20,
-                  window: float = 0.25, grad_samples: int = 400, console=None) -> dict:
+                  window: float = 0.25, grad_samples: int = 400,
+                  console: Any | None = None) -> dict:
     """Run the three panels and write the outputs to ``out_dir``; returns the results dict.
 
     Every preconditioner in every panel uses the same fixed step α (default 1/λ_max(H), the

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -91,7 +92,7 @@ def _fmt(x, spec=".3g") -> str:
     return "—" if x is None or not np.isfinite(x) else format(x, spec)
 
 
-def write_report(out_dir, *, command: str | None = None) -> Path:
+def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> Path:
     """Render ``report.md``, ``results.json``, ``results.csv`` and the two PNGs in ``out_dir``
     from the stored units (nothing is recomputed).
 

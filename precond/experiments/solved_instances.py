@@ -19,6 +19,7 @@ the best per instance), L-BFGS-M1/3/5/10 (scipy L-BFGS-B, ``maxcor``) and BFGS (
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -100,7 +101,8 @@ def _pow2(k: int, lo: int) -> int:
     return max(lo, 1 << math.ceil(math.log2(max(k, 1))))
 
 
-def loss_value(w, A, y, mask, loss: str) -> jax.Array:
+def loss_value(w: jax.Array, A: jax.Array, y: jax.Array, mask: jax.Array, loss: str
+               ) -> jax.Array:
     """f(w) on the padded data: squared hinge ½ Σ max(0, 1 − yᵢãᵢᵀw)² or logistic
     Σ log(1 + exp(−yᵢãᵢᵀw)), over the rows where ``mask`` is 1.
 
@@ -365,7 +367,8 @@ def performance_profile(results: Sequence[dict], loss: str, methods: Sequence[st
     return {m: np.array([(ratio[:, j] <= t).mean() for t in taus]) for j, m in enumerate(methods)}
 
 
-def plot_performance_profile(results: Sequence[dict], methods: Sequence[str], path) -> None:
+def plot_performance_profile(results: Sequence[dict], methods: Sequence[str],
+                             path: str | os.PathLike) -> None:
     """Write a PNG of the performance profiles, one panel per loss.
 
     Args:
@@ -395,7 +398,7 @@ def plot_performance_profile(results: Sequence[dict], methods: Sequence[str], pa
     plt.close(fig)
 
 
-def run_protocol(sets, methods: Sequence[str] = METHODS, *, max_grad_evals: int = 1000,
+def run_protocol(sets: Sequence, methods: Sequence[str] = METHODS, *, max_grad_evals: int = 1000,
                  gtol: float = 1e-4, seed: int = 0,
                  progress: Callable[[str], None] | None = None) -> tuple[list[dict], dict]:
     """Every method × loss × set under the protocol.

@@ -99,17 +99,26 @@ class ResultsStore:
         self._atomic_write(self.root / name, lambda f: f.write(data))
 
     def read_json(self, name: str) -> dict | None:
-        """The JSON file ``root/name``, or None when it does not exist."""
+        """The JSON file ``root/name``, or None when it does not exist.
+
+        Args:
+          name: the path relative to ``root``.
+        """
         path = self.root / name
         if not path.exists():
             return None
         return json.loads(path.read_text())
 
     def has_unit(self, uid: str) -> bool:
-        """Whether the unit ``uid`` finished (its JSON exists)."""
+        """Whether a unit finished (its JSON exists).
+
+        Args:
+          uid: the unit's id (:func:`unit_id`).
+        """
         return (self.units / f"{uid}.json").exists()
 
-    def save_unit(self, uid: str, record: dict, arrays: dict[str, np.ndarray] | None = None):
+    def save_unit(self, uid: str, record: dict,
+                  arrays: dict[str, np.ndarray] | None = None) -> None:
         """Write the unit's arrays first, then its JSON: the JSON marks the unit finished.
 
         Args:
@@ -124,11 +133,19 @@ class ResultsStore:
         self.write_json(f"units/{uid}.json", dict(record, unit=uid))
 
     def load_unit(self, uid: str) -> dict | None:
-        """The record of unit ``uid``, or None when it has not finished."""
+        """A unit's record, or None when it has not finished.
+
+        Args:
+          uid: the unit's id (:func:`unit_id`).
+        """
         return self.read_json(f"units/{uid}.json")
 
     def load_arrays(self, uid: str) -> dict[str, np.ndarray]:
-        """The arrays unit ``uid`` saved, name → array."""
+        """The arrays a unit saved, name → array.
+
+        Args:
+          uid: the unit's id (:func:`unit_id`).
+        """
         with np.load(self.units / f"{uid}.npz") as z:
             return {k: z[k] for k in z.files}
 

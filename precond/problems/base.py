@@ -20,6 +20,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from precond.curvature import get_output_loss
 from precond.validation import check_int, check_options, check_positive, default_float
@@ -60,7 +61,7 @@ class Problem:
     sizes: dict = field(default_factory=dict)
     output_loss: str = "mse"
 
-    def loss(self, params, batch) -> jax.Array:
+    def loss(self, params: Any, batch: tuple) -> jax.Array:
         """The training objective ℓ(model_fn(θ, inputs), targets).
 
         Args:
@@ -70,9 +71,20 @@ class Problem:
         inputs, targets = batch
         return get_output_loss(self.output_loss).value(self.model_fn(params, inputs), targets)
 
-    def problem_kwargs(self) -> dict:
-        """The problem's functions as keyword arguments for ``precond.optim.get_optimizer``."""
-        return {"loss_fn": self.loss, "model_fn": self.model_fn, "output_loss": self.output_loss}
+    def problem_kwargs(self, key: jax.Array | None = None) -> dict:
+        """The problem's context for ``precond.optim.get_optimizer``.
+
+        Every method takes the parts it uses and ignores the rest (``precond.optim.CONTEXT``);
+        options such as ``damping`` go beside them and are checked against the method.
+
+        Args:
+          key: a ``jax.random`` key for the randomized methods (Nyström, spectral, NNCG);
+            left out when None, so those methods then ask for one.
+        """
+        kw = {"loss_fn": self.loss, "model_fn": self.model_fn, "output_loss": self.output_loss}
+        if key is not None:
+            kw["key"] = key
+        return kw
 
     def num_params(self) -> int:
         """The number of scalar parameters n (θ ∈ ℝⁿ once flattened), without building θ."""
@@ -80,7 +92,7 @@ class Problem:
         return int(sum(x.size for x in leaves))
 
 
-def mlp_init(key: jax.Array, widths: tuple[int, ...], dtype=None) -> list:
+def mlp_init(key: jax.Array, widths: tuple[int, ...], dtype: DTypeLike | None = None) -> list:
     """Glorot-normal weights and zero biases for an MLP with layer widths ``widths``.
 
     Args:
@@ -109,7 +121,7 @@ def mlp_init(key: jax.Array, widths: tuple[int, ...], dtype=None) -> list:
     return params
 
 
-def mlp_apply(params, x: jax.Array, activation: Callable = jnp.tanh) -> jax.Array:
+def mlp_apply(params: list, x: jax.Array, activation: Callable = jnp.tanh) -> jax.Array:
     """The MLP forward pass, with ``activation`` between layers and a linear last layer.
 
     Args:

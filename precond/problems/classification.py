@@ -231,7 +231,7 @@ _ALIASES = {  # the same data under other names in other collections
 
 
 def normalize(X: np.ndarray, *, max_rows: int | None = None, seed: int = 0,
-              y: np.ndarray | None = None):
+              y: np.ndarray | None = None) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Features scaled to [−1, 1] per column (min–max, as ``svm-scale``), constants dropped.
 
     Args:

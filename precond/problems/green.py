@@ -66,7 +66,8 @@ def smoothed_delta(z: jax.Array, width: float) -> jax.Array:
     return jnp.exp(-0.5 * (z / width) ** 2) / (jnp.sqrt(2 * jnp.pi) * width)
 
 
-def green_outputs(g_pair: Callable, inputs, eps: float, boundary_weight: float) -> jax.Array:
+def green_outputs(g_pair: Callable, inputs: tuple[jax.Array, jax.Array], eps: float,
+                  boundary_weight: float) -> jax.Array:
     """The stacked, rescaled outputs [√(N/N_r)(−εG_xx + G_x), √(w_b N/N_b) G].
 
     Their ½·mean squared distance to :func:`green_targets` is the training loss (module
@@ -94,7 +95,7 @@ def green_outputs(g_pair: Callable, inputs, eps: float, boundary_weight: float) 
     return jnp.concatenate([jnp.sqrt(n / nr) * r, jnp.sqrt(boundary_weight * n / nb) * gb])
 
 
-def green_targets(inputs, width: float) -> jax.Array:
+def green_targets(inputs: tuple[jax.Array, jax.Array], width: float) -> jax.Array:
     """The targets [√(N/N_r) δ_σ(x − y), 0] matching :func:`green_outputs`.
 
     Args:
@@ -108,7 +109,7 @@ def green_targets(inputs, width: float) -> jax.Array:
 
 
 def green_problem(eps: float, *, quick: bool = False, name: str | None = None,
-                  **sizes) -> Problem:
+                  **sizes: float) -> Problem:
     """Learn the Green's function G(x, y) of −εu'' + u' with a five-hidden-layer tanh MLP.
 
     Args:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.typing import DTypeLike
 
 from precond.validation import check_int, check_real, default_float
 
@@ -131,7 +132,7 @@ def _points(pde: str, num_x: int, num_t: int, num_res: int, key: jax.Array, dtyp
     return interior, initial, left, right
 
 
-def evaluation_grid(pde: str, dtype=None) -> jax.Array:
+def evaluation_grid(pde: str, dtype: DTypeLike | None = None) -> jax.Array:
     """The paper's full 257 × 101 grid of ``pde``'s domain, where the relative L2 error is measured.
 
     Args:
@@ -149,7 +150,7 @@ def evaluation_grid(pde: str, dtype=None) -> jax.Array:
 
 
 def pinn_problem(pde: str, *, quick: bool = False, coef: float | None = None, seed: int = 0,
-                 **sizes) -> Problem:
+                 **sizes: int) -> PINNProblem:
     """The PINN problem ``pde`` at reduced (default), ``quick`` or any sizes.
 
     The training points are fixed (drawn once from ``seed``), as in the paper, so

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.typing import DTypeLike
 
 from precond.validation import default_float
 
@@ -52,7 +53,8 @@ def _laplacian(u_point: Callable, p: jax.Array) -> jax.Array:
     return jnp.trace(jax.hessian(u_point)(p))
 
 
-def poisson_outputs(u_point: Callable, inputs, boundary_weight: float) -> jax.Array:
+def poisson_outputs(u_point: Callable, inputs: tuple[jax.Array, jax.Array],
+                    boundary_weight: float) -> jax.Array:
     """The stacked, rescaled outputs r = [√(N/N_i)(−Δu(x_i)), √(w_b N/N_b) u(x_j)].
 
     Their ½·mean squared distance to :func:`poisson_targets` is the PINN loss, so the
@@ -74,7 +76,7 @@ def poisson_outputs(u_point: Callable, inputs, boundary_weight: float) -> jax.Ar
     return jnp.concatenate([-jnp.sqrt(n / ni) * lap, jnp.sqrt(boundary_weight * n / nb) * ub])
 
 
-def poisson_targets(inputs) -> jax.Array:
+def poisson_targets(inputs: tuple[jax.Array, jax.Array]) -> jax.Array:
     """The targets [√(N/N_i) f(x_i), 0] matching :func:`poisson_outputs`.
 
     Args:
@@ -86,7 +88,7 @@ def poisson_targets(inputs) -> jax.Array:
                             jnp.zeros((nb,), interior.dtype)])
 
 
-def sample_boundary(key: jax.Array, n: int, dtype) -> jax.Array:
+def sample_boundary(key: jax.Array, n: int, dtype: DTypeLike) -> jax.Array:
     """``n`` points uniformly on the perimeter of the unit square (side chosen uniformly).
 
     Args:
@@ -105,7 +107,7 @@ def sample_boundary(key: jax.Array, n: int, dtype) -> jax.Array:
     return jnp.stack([x, y], axis=-1)
 
 
-def poisson_problem(*, quick: bool = False, **sizes) -> Problem:
+def poisson_problem(*, quick: bool = False, **sizes: float) -> Problem:
     """The Poisson PINN −Δu = f on [0, 1]², u = 0 on the boundary (module docstring).
 
     Args:

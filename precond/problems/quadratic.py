@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.typing import ArrayLike, DTypeLike
 
 from precond.linalg import DenseOperator, LowRankPlusIdentity
 from precond.validation import (
@@ -131,7 +132,7 @@ class Quadratic(NamedTuple):
 
 def make_quadratic(d: int = 100, key: jax.Array | None = None, *, lam_min: float = 1e-2,
                    lam_max: float = 1e2, noise: str = "paper", sigma: float = 1.0,
-                   dtype=None) -> Quadratic:
+                   dtype: DTypeLike | None = None) -> Quadratic:
     """The §4.1 quadratic: λ log-uniform from ``lam_max`` down to ``lam_min``, Q Haar-random.
 
     Args:
@@ -180,21 +181,34 @@ class SpectralPreconditioner(NamedTuple):
     label: str = "M"
 
     def scales(self, problem: Quadratic) -> jax.Array:
-        """m (d,): the eigenvalues of M along the eigenvectors of ``problem``'s H."""
+        """m (d,): the eigenvalues of M along the eigenvectors of H.
+
+        Args:
+          problem: the quadratic whose eigenvectors ``indices`` refers to.
+        """
         return jnp.ones_like(problem.eigenvalues).at[self.indices].set(self.values)
 
     def inverse_operator(self, problem: Quadratic) -> LowRankPlusIdentity:
-        """M⁻¹ = I + U(D⁻¹ − I)Uᵀ on ``problem``'s eigenvectors, as a low-rank operator."""
+        """M⁻¹ = I + U(D⁻¹ − I)Uᵀ as a low-rank operator.
+
+        Args:
+          problem: the quadratic whose eigenvectors ``indices`` refers to (U's columns).
+        """
         U = problem.Q[:, self.indices]
         return LowRankPlusIdentity(U, 1.0 / self.values - 1.0, 1.0)
 
     def operator(self, problem: Quadratic) -> LowRankPlusIdentity:
-        """M = I + U(D − I)Uᵀ on ``problem``'s eigenvectors, as a low-rank operator."""
+        """M = I + U(D − I)Uᵀ as a low-rank operator.
+
+        Args:
+          problem: the quadratic whose eigenvectors ``indices`` refers to (U's columns).
+        """
         U = problem.Q[:, self.indices]
         return LowRankPlusIdentity(U, self.values - 1.0, 1.0)
 
 
-def spectral_preconditioner(indices, values, label: str = "M") -> SpectralPreconditioner:
+def spectral_preconditioner(indices: ArrayLike, values: ArrayLike, label: str = "M"
+                            ) -> SpectralPreconditioner:
     """The spectral preconditioner with eigenvalues ``values`` on eigendirections ``indices``.
 
     Args:
@@ -351,8 +365,9 @@ def expected_loss(problem: Quadratic, precond: SpectralPreconditioner, alpha: fl
     return 0.5 * jnp.sum(lam * v, axis=1)
 
 
-def panels(problem: Quadratic, *, top=(0, 10, 20, 40), block=(0, 12, 24, 48),
-           block_target: float = 1.0, bottom=(0, 10, 20, 40)
+def panels(problem: Quadratic, *, top: tuple[int, ...] = (0, 10, 20, 40),
+           block: tuple[int, ...] = (0, 12, 24, 48), block_target: float = 1.0,
+           bottom: tuple[int, ...] = (0, 10, 20, 40)
            ) -> dict[str, list[SpectralPreconditioner]]:
     """The three panels of §4.1: deflate the top k; move K with L̂ and ĉ fixed; deflate the
     bottom k.  k = 0 is M = I in each.

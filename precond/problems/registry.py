@@ -17,7 +17,7 @@ PROBLEMS = {
 }
 
 
-def get_problem(name: str, *, quick: bool = False, **sizes) -> Problem:
+def get_problem(name: str, *, quick: bool = False, **sizes: float) -> Problem:
     """The benchmark problem ``name`` at its default or ``quick`` size.
 
     Args:

@@ -197,12 +197,24 @@ def extended_condition(Hm: np.ndarray) -> dict:
 
 
 def cross_entropy(logits: jax.Array, y: jax.Array) -> jax.Array:
-    """The mean softmax cross entropy of logits (N, C) against integer labels y (N,)."""
+    """The mean softmax cross entropy.
+
+    Args:
+      logits: (N, C).
+      y: integer labels (N,).
+    """
     return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
 
 
-def accuracy(params, X, y, norm: str = "none") -> float:
-    """The fraction of rows of X (N, d) whose arg-max logit is the label y (N,)."""
+def accuracy(params: dict, X: np.ndarray, y: np.ndarray, norm: str = "none") -> float:
+    """The fraction of rows whose arg-max logit is their label.
+
+    Args:
+      params: as :func:`init_mlp` returns.
+      X: inputs (N, d).
+      y: integer labels (N,).
+      norm: the ``norm`` the parameters were made with.
+    """
     return float(jnp.mean(jnp.argmax(mlp_apply(params, jnp.asarray(X), norm), -1) == y))
 
 
@@ -221,8 +233,8 @@ class Trajectory(NamedTuple):
     snapshots: list[tuple[int, Any, Any]]
 
 
-def train(params, opt: optax.GradientTransformation, data: Data, *, epochs: int,
-          batch_size: int, key: jax.Array, norm: str = "none", checkpoints=(),
+def train(params: dict, opt: optax.GradientTransformation, data: Data, *, epochs: int,
+          batch_size: int, key: jax.Array, norm: str = "none", checkpoints: tuple[int, ...] = (),
           l2: float = 0.0, l1: float = 0.0, on_epoch: Callable | None = None) -> Trajectory:
     """Minibatch training of CE + (l2/2)‖p‖² + l1‖p‖₁ with optax ``opt``: one jitted
     ``lax.scan`` over the batches of an epoch, a Python loop over epochs.  Curves record the
@@ -296,7 +308,7 @@ def train(params, opt: optax.GradientTransformation, data: Data, *, epochs: int,
     return Trajectory(losses, accs, snaps)
 
 
-def preconditioner_diagonal(kind: str, opt_state, params) -> np.ndarray:
+def preconditioner_diagonal(kind: str, opt_state: Any, params: dict) -> np.ndarray:
     """The diagonal D (flat, ravel_pytree order) that optax's ``kind`` divides the gradient by:
     adam: √v̂ + ε (v̂ = ν/(1 − β₂ᵗ), β₂ = 0.999, ε = 1e-8); rmsprop: √(ν + ε) (ε = 1e-8, optax's
     eps_in_sqrt); adagrad: √(Σg² + ε) (ε = 1e-7, accumulator started at 0.1).
@@ -326,7 +338,7 @@ def preconditioner_diagonal(kind: str, opt_state, params) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- curvature
-def dense_ggn(params, X, y, norm: str = "none") -> np.ndarray:
+def dense_ggn(params: dict, X: np.ndarray, y: np.ndarray, norm: str = "none") -> np.ndarray:
     """Dense GGN (n, n) of the mean CE on (X, y) via precond.curvature.ggn_operator (jitted;
     the compile is shared by calls with the same shapes and ``norm``).
 
@@ -364,7 +376,12 @@ class Kappa(NamedTuple):
 
 
 def numerical_rank(G: np.ndarray, rank_rtol: float = 1e-9) -> int:
-    """The number r of eigenvalues of the symmetric G (n, n) above ``rank_rtol``·λ_max."""
+    """The number r of eigenvalues above ``rank_rtol``·λ_max.
+
+    Args:
+      G: a symmetric matrix (n, n).
+      rank_rtol: the relative threshold.
+    """
     ev = np.linalg.eigvalsh(G)
     return int(np.sum(ev > rank_rtol * ev[-1]))
 
@@ -407,14 +424,25 @@ def regularized_hessians(H: np.ndarray, d: np.ndarray, lam: float
 
 
 def cond_sym(A: np.ndarray) -> float:
-    """λ_max/λ_min of a symmetric positive definite A (inf when λ_min ≤ 0)."""
+    """λ_max/λ_min of a symmetric positive definite matrix (inf when λ_min ≤ 0).
+
+    Args:
+      A: the matrix (n, n); its symmetric part is used.
+    """
     ev = np.linalg.eigvalsh(0.5 * (A + A.T))
     return float(ev[-1] / ev[0]) if ev[0] > 0 else float("inf")
 
 
 # ----------------------------------------------------------------------------- output
 def write_outputs(out: str | os.PathLike, stem: str, report: str, payload: dict) -> None:
-    """Write ``report.md`` and ``<stem>.json`` (numpy values converted) to the folder ``out``."""
+    """Write ``report.md`` and ``<stem>.json`` (numpy values converted) to a folder.
+
+    Args:
+      out: the folder (created if missing).
+      stem: the JSON file's name without ``.json``.
+      report: the Markdown text.
+      payload: the JSON-ready results.
+    """
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "report.md").write_text(report)
@@ -431,6 +459,10 @@ def _json_default(x):
 
 def md_table(header: list[str], rows: list[list]) -> str:
     """A Markdown table; floats printed with 3 significant digits.
+
+    Args:
+      header: the column titles.
+      rows: the rows, one list of cells each.
 
     Example:
       >>> from precond.experiments.study.common import md_table
@@ -449,6 +481,10 @@ def md_table(header: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def n_params(params) -> int:
-    """The number of scalar parameters in the pytree ``params``."""
+def n_params(params: Any) -> int:
+    """The number of scalar parameters.
+
+    Args:
+      params: a parameter pytree.
+    """
     return int(ravel_pytree(params)[0].size)

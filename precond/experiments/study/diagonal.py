@@ -19,6 +19,7 @@ References:
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -53,7 +54,8 @@ def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
                 seed=0)
 
 
-def run(out: str | pathlib.Path, cfg: dict, progress=None) -> dict:
+def run(out: str | pathlib.Path, cfg: dict,
+        progress: Callable[[int], object] | None = None) -> dict:
     """Run the study with ``cfg`` (see ``config``); write report.md, diagonal.json and PNGs
     to ``out``; return the JSON payload.
 

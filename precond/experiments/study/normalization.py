@@ -18,6 +18,7 @@ References:
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -48,7 +49,8 @@ def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
                 delta=1e-4, seed=0)
 
 
-def run(out: str | pathlib.Path, cfg: dict, progress=None) -> dict:
+def run(out: str | pathlib.Path, cfg: dict,
+        progress: Callable[[int], object] | None = None) -> dict:
     """Run the study with ``cfg``; write report.md, normalization.json and PNGs to ``out``.
 
     Args:

@@ -21,6 +21,7 @@ References:
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -83,7 +84,8 @@ def config(quick: bool, tiny: bool = False, dataset: str | None = None) -> dict:
                 lams=(1e-3, 1e-2), l1=1e-4, seed=0)
 
 
-def run(out: str | pathlib.Path, cfg: dict, progress=None) -> dict:
+def run(out: str | pathlib.Path, cfg: dict,
+        progress: Callable[[int], object] | None = None) -> dict:
     """Run the study with ``cfg``; write report.md, regularization.json and PNGs to ``out``.
 
     Args:
