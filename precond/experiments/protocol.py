@@ -110,10 +110,9 @@ class ProtocolConfig:
     divergence_factor: float = 1e6
 
     def __post_init__(self):
-        for name in ("seeds", "phase1_epochs", "phase2_epochs", "noise_batches", "tail"):
+        for name in ("seeds", "phase1_epochs", "noise_batches", "tail"):
             check_int(getattr(self, name), name, low=1)
-        if self.phase2_epochs < 2:
-            raise ValueError("phase2_epochs must be ≥ 2")
+        check_int(self.phase2_epochs, "phase2_epochs", low=2)
         if self.diagnostics_epoch is not None:
             check_int(self.diagnostics_epoch, "diagnostics_epoch", low=0)
         check_positive(self.phase1_lr, "phase1_lr")
