@@ -1,8 +1,11 @@
 """Optimizers as optax transformations: preconditioned SGD on any preconditioner, L-BFGS,
 CG-Hessian, CG-GGN, Nyström SGD, NNCG and OSGM; and the training loop.
 
-Each engineer adds explicit re-exports below (``from .x import y as y``), one line per name.
+One convention for all (see ``precond.optim.alias``): the factory takes the objective
+(``loss_fn``, or ``model_fn`` + ``output_loss``), ``update(grads, state, params, batch=…)``
+needs only the batch, and ``optax.inject_hyperparams`` works with the learning rate injected.
 """
+from .alias import CONTEXT as CONTEXT
 from .alias import OPTIMIZERS as OPTIMIZERS
 from .alias import adagrad as adagrad
 from .alias import adam as adam
