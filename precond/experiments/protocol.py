@@ -326,7 +326,7 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
         # L̂ only (ĉ is not what a few CG steps change, seed 001 §4.5): power iteration, which
         # needs only applications of M⁻¹ — M⁻¹ is a fixed-budget CG solve, not a matrix.
         M_inv, H = operators(w, batch)
-        MH = from_matvec(lambda v: M_inv.matvec(H.matvec(v)), n, H.dtype)
+        MH = from_matvec(lambda v: M_inv.matvec(H.matvec(v)), size=n, dtype=H.dtype)
         r_i = power_iteration(H, k, maxiter=300, tol=1e-6)
         r_m = power_iteration(MH, k, maxiter=300, tol=1e-6)
         return r_i.eigenvalue, r_m.eigenvalue, r_i.converged & r_m.converged
@@ -334,7 +334,7 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
     w = jnp.asarray(flat)
     L_I, L_M, conv = lhat(w, batches[0], keys[0])
     apply_m = jax.jit(jax.vmap(lambda v: operators(w, batches[0])[0].matvec(v)))
-    M_inv = from_matvec(lambda v: apply_m(v[None])[0], n, w.dtype)
+    M_inv = from_matvec(lambda v: apply_m(v[None])[0], size=n, dtype=w.dtype)
     G = minibatch_gradients(problem.loss, params, batches)
     K_I = noise_level(G)
     K_M = noise_level(G, M_inv)
