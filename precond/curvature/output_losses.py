@@ -9,6 +9,7 @@ the predictive distribution (not from the Hessian) so the equality GGN = Fisher 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import jax
@@ -93,6 +94,17 @@ sigmoid_cross_entropy = OutputLoss(
     _sigmoid_fisher,
 )
 
+@dataclass(frozen=True)
+class _AutodiffHessianVector:
+    """u ↦ ∇²_f ℓ(f, y) u by forward-over-reverse; equal for the same ℓ, so an operator built
+    twice from one custom loss is the same static data (no recompile)."""
+
+    loss: Callable
+
+    def __call__(self, f, y, u):
+        return jax.jvp(lambda g: jax.grad(self.loss)(g, y), (f,), (u,))[1]
+
+
 _BY_NAME = {
     "mse": mean_squared_error,
     "mean_squared_error": mean_squared_error,
@@ -117,8 +129,6 @@ def get_output_loss(loss) -> OutputLoss:
             raise ValueError(f"unknown output loss {loss!r}; choose from {sorted(_BY_NAME)} or "
                              "pass a callable loss(outputs, targets)") from None
     if callable(loss):
-        def hv(f, y, u):
-            return jax.jvp(lambda g: jax.grad(loss)(g, y), (f,), (u,))[1]
-
-        return OutputLoss(getattr(loss, "__name__", "custom"), loss, hv, None)
+        return OutputLoss(getattr(loss, "__name__", "custom"), loss,
+                          _AutodiffHessianVector(loss), None)
     raise TypeError(f"output_loss must be a name, OutputLoss or callable, got {type(loss)}")

@@ -1,5 +1,8 @@
 """Curvature operators against dense autodiff references, on four model styles (float64)."""
 
+import contextlib
+import logging
+
 import equinox as eqx
 import flax.linen as linen
 import jax
@@ -15,15 +18,17 @@ from precond.curvature import (
     fisher_operator,
     flat_operator,
     get_output_loss,
+    ggn_linear_map,
     ggn_operator,
     ggn_vector_product,
+    hessian_linear_map,
     hessian_operator,
     hvp,
     minibatch_gradients,
     per_example_gradients,
     ravel,
 )
-from precond.linalg import to_dense
+from precond.linalg import cg, to_dense
 
 N, D_IN, D_HID, D_OUT = 6, 3, 5, 4
 TOL = 1e-10
@@ -233,3 +238,131 @@ def test_bad_inputs():
         minibatch_gradients(loss_fn, params, [])
     with pytest.raises(ValueError, match="no array leaves"):
         flat_operator(lambda v: v, {})
+
+
+# --- one linearization per solve, no recompiles ----------------------------------------------
+
+@contextlib.contextmanager
+def _compiles():
+    """Yields a list that collects the names of the programs XLA compiles inside the block."""
+    names = []
+
+    class _Handler(logging.Handler):
+        def emit(self, record):
+            msg = record.getMessage()
+            if msg.startswith("Compiling "):
+                names.append(msg.split()[1])
+
+    handler = _Handler(logging.WARNING)
+    logger = logging.getLogger("jax")
+    logger.addHandler(handler)
+    try:
+        with jax.log_compiles():
+            yield names
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_eager_cg_on_new_hessian_operators_compiles_once():
+    # The issue's case: cg(hessian_operator(loss, params, batch).shift(1e-2), g) eagerly at three
+    # points.  The operator is a pytree (leaves: params, batch; static: loss_fn), so the three
+    # solves share one compiled loop.
+    # A convex loss (softmax regression), so H + 1e-2·I is SPD at every point.
+    x, y = _data("softmax_cross_entropy", 0)
+    batch = (x, y)
+    params = {"W": _vectors(D_IN, D_OUT, 1), "b": jnp.zeros(D_OUT)}
+    model_fn = lambda p, x: x @ p["W"] + p["b"]  # noqa: E731
+    loss_fn = lambda p, b: get_output_loss("softmax_cross_entropy").value(  # noqa: E731
+        model_fn(p, b[0]), b[1])
+    points = [jax.tree.map(lambda a, s=s: a * (1.0 + 0.1 * s), params) for s in range(3)]
+    g = jnp.ones(ravel_pytree(params)[0].size)
+    per_call, solutions = [], []
+    with _compiles() as names:
+        for p in points:
+            before = len(names)
+            solutions.append(cg(hessian_operator(loss_fn, p, batch).shift(1e-2), g, tol=1e-10).x)
+            per_call.append(names[before:])
+    assert sum(n == "jit(_cg_body)" for n in names) == 1, names
+    assert per_call[1] == [] and per_call[2] == [], per_call
+    flat, unravel = ravel_pytree(params)
+    hessian = jax.jit(jax.hessian(lambda t, b: loss_fn(unravel(t), b)))
+    for p, x in zip(points, solutions, strict=True):
+        H = hessian(ravel_pytree(p)[0], batch)
+        np.testing.assert_allclose(x, np.linalg.solve(H + 1e-2 * np.eye(g.size), g), rtol=1e-8)
+    # The same for a GGN with a custom output loss (a callable: its Hessian-vector product is
+    # static data that compares equal across calls).
+    huber = lambda f, y: jnp.sum(jnp.log(jnp.cosh(f - y))) / f.shape[0]  # noqa: E731
+    regression = _data("mse", 2)
+    cg(ggn_operator(model_fn, huber, points[0], regression).shift(1e-2), g, maxiter=5)
+    with _compiles() as names:
+        for p in points[1:]:
+            cg(ggn_operator(model_fn, huber, p, regression).shift(1e-2), g, maxiter=5)
+    assert names == [], names
+
+
+def _count_in_while_bodies(jaxpr, primitive: str) -> tuple[int, int]:
+    """(count of ``primitive`` inside while-loop bodies, count outside), recursively."""
+    inside = outside = 0
+
+    def visit(jx, in_loop):
+        nonlocal inside, outside
+        for eqn in jx.eqns:
+            if eqn.primitive.name == primitive:
+                inside, outside = inside + in_loop, outside + (not in_loop)
+            for name, param in eqn.params.items():
+                subs = param if isinstance(param, (tuple, list)) else (param,)
+                for sub in subs:
+                    inner = getattr(sub, "jaxpr", sub)
+                    if hasattr(inner, "eqns"):
+                        loop = in_loop or (eqn.primitive.name == "while" and name == "body_jaxpr")
+                        visit(inner, loop)
+
+    visit(jaxpr.jaxpr, False)
+    return inside, outside
+
+
+@pytest.mark.parametrize("kind", ["hessian", "ggn"])
+def test_cg_loop_replays_the_linear_map_without_a_forward_pass(kind):
+    # linearize once, before the loop: the model's tanh runs outside the while body only (the
+    # body holds the linear map, whose tanh' factors are residuals computed once).
+    params, model_fn, loss_fn, batch = _setup("dict", "mse")
+    g = jnp.ones(ravel_pytree(params)[0].size)
+
+    def solve(p):
+        op = (hessian_operator(loss_fn, p, batch) if kind == "hessian"
+              else ggn_operator(model_fn, "mse", p, batch))
+        return cg(op.shift(1e-2), g, tol=0.0, maxiter=5).x
+
+    inside, outside = _count_in_while_bodies(jax.make_jaxpr(solve)(params), "tanh")
+    assert inside == 0 and outside >= 1, (inside, outside)
+
+
+@pytest.mark.parametrize("kind", ["hessian", "ggn", "fisher"])
+def test_linearized_operator_and_linear_maps_match_plain_products(kind):
+    params, model_fn, loss_fn, batch = _setup("dict", "softmax_cross_entropy", seed=3)
+    flat, _ = ravel_pytree(params)
+    if kind == "hessian":
+        op = hessian_operator(loss_fn, params, batch)
+        g, mv = hessian_linear_map(loss_fn, params, batch)
+    else:
+        op = (ggn_operator if kind == "ggn" else fisher_operator)(
+            model_fn, "softmax_cross_entropy", params, batch)
+        g, mv = ggn_linear_map(model_fn, "softmax_cross_entropy", params, batch)
+    V = _vectors(flat.size, 2, 11)
+    lin = op.linearize()
+    for j in range(2):
+        np.testing.assert_allclose(lin.matvec(V[:, j]), op.matvec(V[:, j]), atol=TOL)
+        np.testing.assert_allclose(mv(V[:, j]), op.matvec(V[:, j]), atol=TOL)
+    np.testing.assert_allclose(g, ravel_pytree(jax.grad(loss_fn)(params, batch))[0], atol=TOL)
+    leaves = jax.tree.leaves(op)
+    assert len(leaves) == len(jax.tree.leaves((params, batch)))  # arrays only: no closures
+
+
+def test_full_batch_loss_with_batch_none():
+    params, _, loss_fn, batch = _setup("dict", "mse")
+    full = lambda p: loss_fn(p, batch)  # noqa: E731
+    A = jax.jit(to_dense)(hessian_operator(full, params, None))
+    B = jax.jit(to_dense)(hessian_operator(loss_fn, params, batch))
+    np.testing.assert_allclose(A, B, atol=TOL)
+    g, _ = hessian_linear_map(full, params, None)
+    np.testing.assert_allclose(g, ravel_pytree(jax.grad(full)(params))[0], atol=TOL)
