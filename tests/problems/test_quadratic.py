@@ -96,6 +96,11 @@ def test_bad_inputs(quad):
     with pytest.raises(ValueError, match="record_every"):
         simulate(quad, [identity_preconditioner()], 0.01, 10, 2, jax.random.key(0),
                  record_every=3)
+    with pytest.raises(ValueError, match="record_every"):
+        simulate(quad, [identity_preconditioner()], 0.01, 10, 2, jax.random.key(0),
+                 record_every=0)
+    with pytest.raises(TypeError, match="key"):
+        simulate(quad, [identity_preconditioner()], 0.01, 10, 2, None)
     with pytest.raises(ValueError, match="empty"):
         simulate(quad, [], 0.01, 10, 2, jax.random.key(0))
     with pytest.raises(ValueError, match="SPD"):
@@ -110,3 +115,7 @@ def test_bad_inputs(quad):
         make_quadratic(10, jax.random.key(0), noise="loud")
     with pytest.raises(TypeError, match="key"):
         make_quadratic(10)
+    with pytest.raises(ValueError, match="sigma must be a finite number > 0"):
+        make_quadratic(10, jax.random.key(0), sigma=0.0)
+    with pytest.raises(ValueError, match="d must satisfy 2 ≤ d"):
+        make_quadratic(1, jax.random.key(0))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from precond.problems.franke import franke_function
-from precond.problems.green import exact_green, green_outputs
+from precond.problems.green import exact_green, green_outputs, green_problem
 from precond.problems.poisson import exact_solution, poisson_outputs
 from precond.problems.registry import PROBLEMS, get_problem
 
@@ -38,8 +38,14 @@ def test_problem_runs_and_is_float64(name):
 def test_bad_sizes_raise():
     with pytest.raises(ValueError, match="width"):
         get_problem("poisson", width=0)
-    with pytest.raises(TypeError, match="unknown option"):
+    with pytest.raises(TypeError, match="unknown option num_interior; valid options: noise"):
         get_problem("franke", num_interior=3)
+    with pytest.raises(TypeError, match="width must be an int"):
+        get_problem("franke", width=2.5)
+    with pytest.raises(ValueError, match="noise must be a finite number > 0"):
+        get_problem("franke", noise=float("nan"))
+    with pytest.raises(ValueError, match="eps must be a finite number > 0"):
+        green_problem(0.0)
     with pytest.raises(ValueError, match="unknown problem"):
         get_problem("heat")
 
