@@ -131,9 +131,10 @@ def nncg(
       >>> from precond.optim import nncg
       >>> f = lambda w: jnp.sum((w - 1.0) ** 4) + jnp.sum(w ** 2)
       >>> opt = nncg(loss_fn=f, rank=2, mu=1e-3, key=jax.random.key(0))
+      >>> step = jax.jit(lambda w, s: opt.update(jax.grad(f)(w), s, w))  # needs only w
       >>> w = jnp.zeros(3); state = opt.init(w)
       >>> for _ in range(10):
-      ...     u, state = opt.update(jax.grad(f)(w), state, w)
+      ...     u, state = step(w, state)
       ...     w = optax.apply_updates(w, u)
       >>> float(jnp.linalg.norm(jax.grad(f)(w))) < 1e-4
       True

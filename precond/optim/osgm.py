@@ -401,9 +401,10 @@ def osgm(
       >>> from precond.optim import osgm
       >>> f = lambda x: 0.5 * jnp.sum(jnp.arange(1.0, 4.0) * x**2)
       >>> opt = osgm(1.0, loss_fn=f, L=3.0)
+      >>> step = jax.jit(lambda x, s: opt.update(jax.grad(f)(x), s, x))
       >>> x = jnp.ones(3); state = opt.init(x)
       >>> for _ in range(30):
-      ...     u, state = opt.update(jax.grad(f)(x), state, x)
+      ...     u, state = step(x, state)
       ...     x = optax.apply_updates(x, u)
       >>> bool(state.f < 1e-2 * f(jnp.ones(3)))
       True
