@@ -29,7 +29,8 @@ from ..validation import (
 from .problems import GLMProblem
 
 __all__ = ["StochasticMethod", "StochasticResult", "Curvature", "Defaults", "resolve_defaults",
-           "estimate_curvature", "epoch_batches", "solve", "check_lr", "learning_rate"]
+           "estimate_curvature", "epoch_batches", "solve", "check_lr", "learning_rate",
+           "constant_rate", "init_at", "identity"]
 
 # Cap on power-iteration steps for λ_max(P⁻¹H) (it usually stops much earlier, at 1e-3 relative).
 _POWER_STEPS = 50
@@ -213,6 +214,22 @@ def check_lr(lr) -> float | None:
 def learning_rate(L, lr):
     """η = ½/L̂ unless ``lr`` is given."""
     return 0.5 / L if lr is None else jnp.asarray(lr, L.dtype if hasattr(L, "dtype") else None)
+
+
+def constant_rate(L, lr, defaults, problem, epoch=0):
+    """The ``hyper`` rule of a constant step: η = ½/L̂ (or ``lr``) in every epoch."""
+    return learning_rate(L, lr)
+
+
+@jax.jit
+def init_at(problem, x0):
+    """The ``init`` of methods whose state is the iterate itself: (x₀, no gradient evaluated)."""
+    return x0, jnp.int32(0)
+
+
+def identity(x):
+    """``iterate``/``lr_of`` of methods whose state is the iterate and whose hyper is η."""
+    return x
 
 
 def _start(problem: GLMProblem, x0) -> jax.Array:

@@ -10,7 +10,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import StochasticMethod, StochasticResult, epoch_batches, learning_rate, solve
+from ._common import (
+    StochasticMethod,
+    StochasticResult,
+    constant_rate,
+    epoch_batches,
+    identity,
+    solve,
+)
 from .problems import GLMProblem
 
 __all__ = ["SagaState", "SketchySAGA", "SAGA", "sketchy_saga", "saga"]
@@ -48,20 +55,12 @@ def _epoch(problem, state, curv, lr, key, *, batch_size):
     return state, jnp.int32(batches.size)
 
 
-def _hyper(L, lr, defaults, problem, epoch=0):
-    """η = ½/L̂ unless ``lr`` is given."""
-    return learning_rate(L, lr)
-
-
 def _iterate(state):
     return state.w
 
 
-def _identity(x):
-    return x
-
-
-SketchySAGA = StochasticMethod("SketchySAGA", True, _init, _epoch, _hyper, _iterate, _identity)
+SketchySAGA = StochasticMethod("SketchySAGA", True, _init, _epoch, constant_rate, _iterate,
+                               identity)
 """SketchySAGA's jittable pair: state = :class:`SagaState`; init fills the table at x₀ (n
 gradient evaluations), an epoch is ⌊n/b_g⌋ steps."""
 

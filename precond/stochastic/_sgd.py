@@ -10,15 +10,18 @@ import jax.numpy as jnp
 from jax import lax
 
 from ..validation import check_positive
-from ._common import StochasticMethod, StochasticResult, epoch_batches, learning_rate, solve
+from ._common import (
+    StochasticMethod,
+    StochasticResult,
+    epoch_batches,
+    identity,
+    init_at,
+    learning_rate,
+    solve,
+)
 from .problems import GLMProblem
 
 __all__ = ["SketchySGD", "SGD", "sketchy_sgd", "sgd"]
-
-
-@jax.jit
-def _init(problem, x0):
-    return x0, jnp.int32(0)
 
 
 @partial(jax.jit, static_argnames=("batch_size",))
@@ -37,11 +40,7 @@ def _hyper(L, lr, defaults, problem, epoch=0, *, decay=1.0):
     return learning_rate(L, lr) * decay**epoch
 
 
-def _identity(x):
-    return x
-
-
-SketchySGD = StochasticMethod("SketchySGD", True, _init, _epoch, _hyper, _identity, _identity)
+SketchySGD = StochasticMethod("SketchySGD", True, init_at, _epoch, _hyper, identity, identity)
 """SketchySGD's jittable pair: state = w; epoch = ⌊n/b_g⌋ steps w ← w − η P⁻¹∇F_B(w)."""
 
 SGD = SketchySGD._replace(name="SGD", sketchy=False)

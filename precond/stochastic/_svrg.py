@@ -9,15 +9,18 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import StochasticMethod, StochasticResult, epoch_batches, learning_rate, solve
+from ._common import (
+    StochasticMethod,
+    StochasticResult,
+    constant_rate,
+    epoch_batches,
+    identity,
+    init_at,
+    solve,
+)
 from .problems import GLMProblem
 
 __all__ = ["SketchySVRG", "SVRG", "sketchy_svrg", "svrg"]
-
-
-@jax.jit
-def _init(problem, x0):
-    return x0, jnp.int32(0)
 
 
 @partial(jax.jit, static_argnames=("batch_size",))
@@ -34,16 +37,8 @@ def _epoch(problem, w, curv, lr, key, *, batch_size):
     return w, jnp.int32(problem.n + 2 * batches.size)
 
 
-def _hyper(L, lr, defaults, problem, epoch=0):
-    """η = ½/L̂ unless ``lr`` is given."""
-    return learning_rate(L, lr)
-
-
-def _identity(x):
-    return x
-
-
-SketchySVRG = StochasticMethod("SketchySVRG", True, _init, _epoch, _hyper, _identity, _identity)
+SketchySVRG = StochasticMethod("SketchySVRG", True, init_at, _epoch, constant_rate, identity,
+                               identity)
 """SketchySVRG's jittable pair: state = w; an epoch takes the snapshot and its full gradient,
 then ⌊n/b_g⌋ variance-reduced steps."""
 

@@ -327,3 +327,40 @@ def test_bad_solver_arguments(kwargs, exc, match):
         ps.sketchy_sgd(ps.logistic(X, y, 0.1), **args)
     with pytest.raises(TypeError, match="GLMProblem"):
         ps.sketchy_saga(X, epochs=1, key=jax.random.key(0))
+
+
+# ------------------------------------------------------------------ the public pair, the driver
+
+
+def test_public_init_epoch_pair_driven_by_hand_reproduces_solve(small):
+    """``SAGA.init``/``SAGA.epoch`` are the pure pair under ``solve``: the same keys give the same
+    iterate, bit for bit."""
+    from precond.linalg import IdentityOperator
+
+    res = ps.saga(small, epochs=2, key=jax.random.key(3), batch_size=64, lr=0.5)
+    m = ps.SAGA
+    state, _ = m.init(small, jnp.zeros(small.d))
+    curv = ps.Curvature(IdentityOperator(small.d, small.dtype), jnp.asarray(jnp.nan))
+    key, _ = jax.random.split(jax.random.key(3))  # solve's curvature key (unused with lr)
+    for k in range(2):
+        key, k_epoch, _ = jax.random.split(key, 3)
+        hyper = m.hyper(curv.L, 0.5, None, small, k)
+        state, _ = m.epoch(small, state, curv, hyper, k_epoch, batch_size=64)
+    np.testing.assert_array_equal(m.iterate(state), res.x)
+    assert res.status == Status.MAX_ITERATIONS
+    with pytest.raises(Exception, match="max_iterations"):
+        res.check()
+
+
+def test_objective_growing_past_the_divergence_factor_stops_with_diverged():
+    """A finite objective that grows past DIVERGENCE_FACTOR × its start stops the run too."""
+    from precond.loop import DIVERGENCE_FACTOR
+
+    rng = np.random.default_rng(6)
+    X = rng.standard_normal((300, 6))
+    p = ps.least_squares(X, X @ rng.standard_normal(6), 1e-3)
+    res = ps.sgd(p, epochs=20, key=jax.random.key(0), batch_size=64, lr=3.0)
+    assert res.status == Status.DIVERGED and not res.converged and len(res.objective) < 21
+    assert np.isfinite(res.objective[-1])
+    assert res.objective[-1] > DIVERGENCE_FACTOR * res.objective[0]
+    assert np.all(np.isfinite(np.asarray(res.x)))
