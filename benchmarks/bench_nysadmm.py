@@ -80,7 +80,7 @@ def _paired(build, kw, fit, *, repeats):
     r, m = last["r"], last["m"]
     its = "Cholesky x-step" if r.x_solver == "cholesky" else f"{r.cg_iterations} CG its"
     spread = (f" (ratio per pair {min(ratios):.2f}–{max(ratios):.2f}×)" if repeats > 1 else "")
-    ours = dict(time=t_p, compile=max(first_p - t_p, 0.0), iters=r.iterations,
+    ours = dict(time=t_p, compile=max(first_p - t_p, 0.0), iters=int(r.iterations),
                 z=np.asarray(r.z), note=f"{r.reason}, {its}; median of {repeats}{spread}")
     theirs = dict(time=t_s, compile=max(first_s - t_s, 0.0), note=f"median of {repeats}")
     return ours, theirs, m
