@@ -1,10 +1,13 @@
 """Preconditioners M for preconditioned SGD: objects that build and apply M⁻¹.
 
-Each factory returns a :class:`Preconditioner` (``init``, ``update``, ``solve``,
-``inverse_operator``, ``release``) working on parameter pytrees (dicts, flax, equinox).
+Each factory returns a :class:`Preconditioner` under one protocol — ``init(params)``,
+``update(state, params, *, batch=None, key=None, grads=None)``, ``apply(state, g)`` (alias
+``solve``), ``inverse_operator(state)``, ``release(state)`` — working on parameter pytrees
+(dicts, flax, equinox); see :mod:`precond.preconditioners.base`.
 """
 
 from .base import Preconditioner as Preconditioner
+from .cg_newton import CGInverseOperator as CGInverseOperator
 from .cg_newton import CGNewtonState as CGNewtonState
 from .cg_newton import cg_ggn as cg_ggn
 from .cg_newton import cg_hessian as cg_hessian

@@ -4,19 +4,22 @@ A preconditioner M is a :class:`Preconditioner`, a NamedTuple of pure functions 
 a factory captures the hyperparameters, the state is passed in and returned):
 
 - ``init(params) -> state``;
-- ``update(state, params, *, batch=None, key=None, grads=None) -> state`` refreshes the
-  curvature at ``params`` (lazily: curvature-based ones every ``update_every`` steps);
-  gradient-statistics ones (AdaGrad, RMSProp, Adam, L-BFGS) read ``grads``;
-- ``solve(state, g) -> M⁻¹g`` on pytrees shaped like ``params``;
+- ``update(state, params, *, batch=None, key=None, grads=None) -> state`` refreshes M at
+  ``params``.  Every preconditioner accepts all three keywords and ignores the ones it does not
+  use: curvature-based ones (Jacobi, spectral, Nyström, CG) read ``batch`` (and ``key`` for the
+  randomized ones), gradient-statistics ones (AdaGrad, RMSProp, Adam, L-BFGS) read ``grads``;
+- ``apply(state, g) -> M⁻¹g`` on pytrees shaped like ``params`` (``solve`` is the same
+  function, the name older code uses);
 - ``inverse_operator(state)`` -> a flat ``precond.linalg`` operator applying M⁻¹ (for the
-  diagnostics, in ``jax.flatten_util.ravel_pytree`` order);
+  diagnostics, in ``jax.flatten_util.ravel_pytree`` order), a closure-free pytree;
 - ``release(state) -> state`` drops per-step data (the batch and linearization point that the
-  CG preconditioners keep between ``update`` and ``solve``) so a state stored across steps has
+  CG preconditioners keep between ``update`` and ``apply``) so a state stored across steps has
   the same structure every step, as ``lax.scan`` and ``jit`` need.  Identity for most;
-- ``solve_with_state(state, g) -> (M⁻¹g, state)`` (optional) for preconditioners whose solve
-  leaves something to keep (the CG ones: the warm start and the iteration counts).
+- ``apply_with_state(state, g) -> (M⁻¹g, state)`` (optional; alias ``solve_with_state``) for
+  preconditioners whose solve leaves something to keep (the CG ones: the warm start and the
+  iteration counts); ``apply_and_update`` calls it when present, ``apply`` otherwise.
 
-Call order within a step: ``update`` → ``solve`` (→ ``inverse_operator``) → ``release``.
+Call order within a step: ``update`` → ``apply`` (→ ``inverse_operator``) → ``release``.
 """
 
 from __future__ import annotations
@@ -25,12 +28,8 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
-import numpy as np
-from jax.flatten_util import ravel_pytree
 
-__all__ = ["Preconditioner", "check_positive", "check_update_every", "flat_dtype",
-           "lazily"]
+__all__ = ["Preconditioner", "lazily"]
 
 
 def _release(state):
@@ -38,53 +37,41 @@ def _release(state):
 
 
 class Preconditioner(NamedTuple):
-    """M⁻¹ as pure functions; see the module docstring for the protocol."""
+    """M⁻¹ as pure functions; see the module docstring for the protocol.
+
+    Fields: ``init``, ``update``, ``apply``, ``inverse_operator``, ``release``, ``name``,
+    ``apply_with_state`` (None when applying records nothing).  ``solve`` and
+    ``solve_with_state`` are read-only aliases of ``apply`` and ``apply_with_state``.
+    """
 
     init: Callable[..., Any]
     update: Callable[..., Any]
-    solve: Callable[[Any, Any], Any]
+    apply: Callable[[Any, Any], Any]
     inverse_operator: Callable[[Any], Any]
     release: Callable[[Any], Any] = _release
     name: str = "preconditioner"
-    solve_with_state: Callable[[Any, Any], Any] | None = None
+    apply_with_state: Callable[[Any, Any], Any] | None = None
+
+    @property
+    def solve(self) -> Callable[[Any, Any], Any]:
+        """Alias of ``apply`` (M⁻¹g)."""
+        return self.apply
+
+    @property
+    def solve_with_state(self) -> Callable[[Any, Any], Any] | None:
+        """Alias of ``apply_with_state``."""
+        return self.apply_with_state
+
+    def apply_and_update(self, state, g):
+        """(M⁻¹g, state): like ``apply``, and records what applying learned (warm starts, CG
+        counts) when the preconditioner has an ``apply_with_state``."""
+        if self.apply_with_state is None:
+            return self.apply(state, g), state
+        return self.apply_with_state(state, g)
 
     def solve_and_update(self, state, g):
-        """(M⁻¹g, state): like ``solve``, and records what solving learned (warm starts, CG
-        counts) when the preconditioner has a ``solve_with_state``."""
-        if self.solve_with_state is None:
-            return self.solve(state, g), state
-        return self.solve_with_state(state, g)
-
-
-def flat_dtype(params):
-    """The floating dtype of the flat parameter vector."""
-    flat, _ = ravel_pytree(params)
-    return flat.dtype if jnp.issubdtype(flat.dtype, jnp.floating) else jnp.result_type(float)
-
-
-def check_positive(x, name: str, *, allow_zero: bool = False) -> float:
-    """``x`` as a float, raising ``ValueError`` naming it unless finite and > 0 (≥ 0)."""
-    if isinstance(x, jax.core.Tracer):
-        return x
-    xv = float(x)
-    ok = np.isfinite(xv) and (xv >= 0 if allow_zero else xv > 0)
-    if not ok:
-        raise ValueError(f"{name} must be a finite number {'≥' if allow_zero else '>'} 0, "
-                         f"got {xv}")
-    return xv
-
-
-def check_update_every(k) -> int:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"update_every must be an int ≥ 1, got {k!r}")
-    return int(k)
-
-
-def check_decay(x, name: str) -> float:
-    xv = float(x)
-    if not 0.0 <= xv < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {xv}")
-    return xv
+        """Alias of :meth:`apply_and_update`."""
+        return self.apply_and_update(state, g)
 
 
 def lazily(count, update_every: int, refresh: Callable, keep: Callable):

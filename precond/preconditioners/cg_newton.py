@@ -1,16 +1,17 @@
 """CG-Hessian and CG-GGN: M = C + λI applied inexactly by a fixed budget of CG iterations.
 
-``solve(state, g)`` returns d ≈ (C + λI)⁻¹ g from ``maxiter`` (m, default 10) iterations of
+``apply(state, g)`` returns d ≈ (C + λI)⁻¹ g from ``maxiter`` (m, default 10) iterations of
 ``precond.linalg.cg`` in fixed-budget mode (tol = 0), started from 0 or, with ``warm_start``,
 from the previous step's d.  C is
 
 - CG-Hessian: H = ∇² loss_fn(params, batch), applied by forward-over-reverse;
 - CG-GGN: G = Jᵀ H_out J for outputs f = model_fn(params, inputs) and ``output_loss``.
 
-Efficiency: ``solve`` linearizes once per step — ``jax.linearize`` of the gradient (Hessian) or
-of the model on the flat parameter vector plus its ``jax.linear_transpose`` (GGN) — so the m
-CG products replay only the linear maps (one jvp + one transposed jvp each) and never re-trace
-or re-run the forward pass.
+Efficiency: C is ``precond.curvature``'s Hessian or GGN operator, which ``precond.linalg.cg``
+linearizes once per solve — ``jax.linearize`` of the gradient (Hessian) or of the model plus
+its ``jax.linear_transpose`` (GGN) — so the m CG products replay only the linear maps and never
+re-trace or re-run the forward pass.  The operator is a pytree (leaves: params, batch), so the
+compiled CG loop is reused across steps.
 
 Negative curvature (CG-Hessian; the Hessian of a nonconvex loss is indefinite): we chose the
 truncated Newton-CG rule (Nocedal and Wright, Alg. 7.1).  CG stops at the first p with
@@ -20,7 +21,8 @@ itself, i.e. an SGD step.  ``CGNewtonState.status``/``iterations`` record what h
 λ must be > 0 for CG-Hessian (it cannot be checked for definiteness in advance); λ ≥ 0 for
 CG-GGN, which is PSD for convex output losses.
 
-``inverse_operator(state)`` applies the same m-step CG map on flat vectors.  Note that a
+``inverse_operator(state)`` applies the same m-step CG map on flat vectors, started from 0 (so
+it is a function of v alone, also with ``warm_start``), as a closure-free pytree operator.  A
 fixed-budget CG is a Krylov polynomial in C that depends on the right-hand side, so this map is
 only approximately linear (exactly (C + λI)⁻¹ once m ≥ n).
 
@@ -38,13 +40,18 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
+from jax.tree_util import register_pytree_node_class
 
-from precond.curvature import get_output_loss
-from precond.linalg import Status, cg, from_matvec
+from precond.curvature import ggn_linear_map as ggn_linear_map  # re-export (moved there)
+from precond.curvature import hessian_linear_map as hessian_linear_map  # re-export
+from precond.linalg import LinearOperator, Status, cg
+from precond.validation import check_int, check_positive, float_dtype
 
-from .base import Preconditioner, check_positive, flat_dtype
+from ._curvature import check_curvature_args, curvature_operator
+from .base import Preconditioner
 
-__all__ = ["CGNewtonState", "cg_hessian", "cg_ggn", "hessian_linear_map", "ggn_linear_map"]
+__all__ = ["CGNewtonState", "CGInverseOperator", "cg_hessian", "cg_ggn", "hessian_linear_map",
+           "ggn_linear_map"]
 
 
 class CGNewtonState(NamedTuple):
@@ -59,115 +66,137 @@ class CGNewtonState(NamedTuple):
     batch: Any = None
 
 
-def hessian_linear_map(loss_fn: Callable, params, batch):
-    """(g, v ↦ Hv) on flat vectors from one ``jax.linearize`` of the gradient.
-
-    The gradient is linearized with respect to the parameter pytree and flattened outside the
-    linear map: linearizing through ``unravel`` would put its slices (and, transposed, their
-    pads) into every product."""
-    _, unravel = ravel_pytree(params)
-    g, hvp = jax.linearize(lambda p: jax.grad(loss_fn)(p, batch), params)
-    return ravel_pytree(g)[0], lambda v: ravel_pytree(hvp(unravel(v)))[0]
-
-
-def ggn_linear_map(model_fn: Callable, output_loss, params, batch):
-    """(g, v ↦ Gv) on flat vectors: the model is linearized once (f, J·) and its transpose Jᵀ·
-    is ``jax.linear_transpose`` of the same linear map (no second forward pass).  Linearized
-    with respect to the parameter pytree, flattened outside (see ``hessian_linear_map``)."""
-    loss = get_output_loss(output_loss)
-    inputs, targets = batch
-    _, unravel = ravel_pytree(params)
-    f, jvp = jax.linearize(lambda p: model_fn(p, inputs), params)
-    vjp = jax.linear_transpose(jvp, params)
-    g = ravel_pytree(vjp(jax.grad(loss.value)(f, targets))[0])[0]
-
-    def matvec(v):
-        return ravel_pytree(vjp(loss.hessian_vector(f, targets, jvp(unravel(v))))[0])[0]
-
-    return g, matvec
+def _cg_solve(C: LinearOperator, damping, b, x0, maxiter: int, newton: bool):
+    """(d, CG result) for (C + λI)d = b by ``maxiter`` fixed-budget CG iterations; ``newton``:
+    negative curvature before any iterate falls back to d = b (truncated Newton-CG)."""
+    res = cg(C.shift(damping), b, x0=x0, tol=0.0, atol=0.0, maxiter=maxiter)
+    if newton:
+        fallback = (res.status == Status.NEGATIVE_CURVATURE) & (res.iterations == 0)
+        return jnp.where(fallback, b, res.x), res
+    return res.x, res
 
 
-def _cg_newton(kind: str, linear_map: Callable, *, damping: float, maxiter: int,
-               warm_start: bool) -> Preconditioner:
-    if not isinstance(maxiter, int) or isinstance(maxiter, bool) or maxiter < 1:
-        raise ValueError(f"maxiter must be an int ≥ 1, got {maxiter!r}")
+@register_pytree_node_class
+class CGInverseOperator(LinearOperator):
+    """v ↦ the m-step CG solution of (C + λI)d = v from d = 0: M⁻¹ of CG-Hessian/GGN.
+
+    Leaves: the curvature operator C and λ; static: m = ``maxiter`` and ``newton`` (the
+    gradient fallback of CG-Hessian).  ``linearize()`` linearizes C once, so each product is
+    m replayed curvature products.
+
+    Args:
+      curvature: C, a symmetric operator (n, n).
+      damping: λ (a scalar).
+      maxiter: m ≥ 1.
+      newton: fall back to v on negative curvature before the first iterate.
+    """
+
+    def __init__(self, curvature: LinearOperator, damping, maxiter: int, newton: bool):
+        self.curvature, self.damping = curvature, damping
+        self.maxiter, self.newton = maxiter, newton
+        self.shape, self.dtype = curvature.shape, curvature.dtype
+
+    def matvec(self, v):
+        return _cg_solve(self.curvature, self.damping, v, None, self.maxiter, self.newton)[0]
+
+    def linearize(self) -> CGInverseOperator:
+        return CGInverseOperator(self.curvature.linearize(), self.damping, self.maxiter,
+                                 self.newton)
+
+    @property
+    def T(self):
+        return self
+
+    def tree_flatten(self):
+        return (self.curvature, self.damping), (self.maxiter, self.newton)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        return cls(*children, *aux)
+
+
+def _cg_newton(kind: str, curvature: Callable, *, damping: float, maxiter: int,
+               warm_start: bool, needs_batch: bool) -> Preconditioner:
+    maxiter = check_int(maxiter, "maxiter", low=1)
+    newton = kind == "cg-hessian"
 
     def init(params):
         n = ravel_pytree(params)[0].size
-        return CGNewtonState(jnp.zeros((n,), flat_dtype(params)), jnp.zeros((), jnp.int32),
+        return CGNewtonState(jnp.zeros((n,), float_dtype(params)), jnp.zeros((), jnp.int32),
                              jnp.asarray(Status.MAX_ITERATIONS, jnp.int32))
 
     def update(state, params, *, batch=None, key=None, grads=None):
-        if batch is None:
-            raise TypeError(f"the {kind} preconditioner's update needs batch=…")
+        if batch is None and needs_batch:
+            raise TypeError(f"the {kind} preconditioner's update needs batch=(inputs, targets)")
         return state._replace(params=params, batch=batch)
 
-    def _solve_flat(state, b):
+    def _operator(state):
         if state.params is None:
-            raise ValueError(f"call update(state, params, batch=…) before solve ({kind})")
-        _, mv = linear_map(state.params, state.batch)
-        op = from_matvec(lambda v: mv(v) + damping * v, b.size, b.dtype)
+            raise ValueError(f"call update(state, params, batch=…) before apply ({kind})")
+        return curvature(state.params, state.batch)
+
+    def _solve_flat(state, b):
         x0 = state.x0.astype(b.dtype) if warm_start else None
-        return cg(op, b, x0=x0, tol=0.0, atol=0.0, maxiter=maxiter)
+        return _cg_solve(_operator(state), jnp.asarray(damping, b.dtype), b, x0, maxiter,
+                         newton)
 
-    def _direction(res, b):
-        if kind == "cg-hessian":
-            # Newton-CG: negative curvature before any iterate → fall back to the gradient.
-            fallback = (res.status == Status.NEGATIVE_CURVATURE) & (res.iterations == 0)
-            return jnp.where(fallback, b, res.x)
-        return res.x
-
-    def solve(state, g):
+    def apply(state, g):
         b, unravel = ravel_pytree(g)
-        res = _solve_flat(state, b)
-        return unravel(_direction(res, b))
+        return unravel(_solve_flat(state, b)[0])
 
-    def solve_with_state(state, g):
+    def apply_with_state(state, g):
         """(M⁻¹g, state with the warm start and the CG counts recorded)."""
         b, unravel = ravel_pytree(g)
-        res = _solve_flat(state, b)
-        d = _direction(res, b)
+        d, res = _solve_flat(state, b)
         return unravel(d), state._replace(x0=d.astype(state.x0.dtype),
                                           iterations=res.iterations, status=res.status)
 
     def inverse_operator(state):
-        return from_matvec(lambda v: _direction(_solve_flat(state, v), v), state.x0.size,
-                           state.x0.dtype)
+        C = _operator(state)
+        return CGInverseOperator(C, jnp.asarray(damping, C.dtype), maxiter, newton)
 
     def release(state):
         return state._replace(params=None, batch=None)
 
-    return Preconditioner(init, update, solve, inverse_operator, release, name=kind,
-                          solve_with_state=solve_with_state)
+    return Preconditioner(init, update, apply, inverse_operator, release, name=kind,
+                          apply_with_state=apply_with_state)
 
 
 def cg_hessian(loss_fn: Callable, *, damping: float = 1e-3, maxiter: int = 10,
                warm_start: bool = False) -> Preconditioner:
     """CG-Hessian: M = ∇²loss_fn + λI by ``maxiter`` CG iterations (module docstring).
 
-    ``damping`` λ must be > 0: the Hessian of a nonconvex loss is indefinite, and λ ≤ 0 would
-    leave even a convex one singular — ``ValueError`` otherwise.
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``; ``update(..., batch=None)`` uses the
+        full-batch ``loss_fn(params)``.
+      damping: λ > 0: the Hessian of a nonconvex loss is indefinite, and λ ≤ 0 would leave
+        even a convex one singular — ``ValueError`` otherwise.
+      maxiter: m ≥ 1, the fixed CG budget per apply.
+      warm_start: start each solve from the previous direction.
     """
-    if not callable(loss_fn):
-        raise TypeError("loss_fn must be callable loss_fn(params, batch)")
-    if isinstance(damping, (int, float)) and not damping > 0:
-        raise ValueError(f"damping must be > 0 for CG-Hessian (the Hessian may be indefinite, "
-                         f"so H + λI needs λ > 0), got {damping}")
+    check_curvature_args(loss_fn, None, None)
     damping = check_positive(damping, "damping")
-    return _cg_newton("cg-hessian", lambda p, b: hessian_linear_map(loss_fn, p, b),
-                      damping=damping, maxiter=maxiter, warm_start=warm_start)
+    return _cg_newton("cg-hessian",
+                      lambda p, b: curvature_operator("hessian", loss_fn, None, None, p, b),
+                      damping=damping, maxiter=maxiter, warm_start=warm_start,
+                      needs_batch=False)
 
 
 def cg_ggn(model_fn: Callable, output_loss, *, damping: float = 1e-3, maxiter: int = 10,
            warm_start: bool = False) -> Preconditioner:
-    """CG-GGN: M = Jᵀ H_out J + λI by ``maxiter`` CG iterations (module docstring); λ ≥ 0.
+    """CG-GGN: M = Jᵀ H_out J + λI by ``maxiter`` CG iterations (module docstring).
 
-    The batch is ``(inputs, targets)``; the loss is ``output_loss(model_fn(params, inputs),
-    targets)``.
+    Args:
+      model_fn: ``model_fn(params, inputs) -> outputs f``; the loss is
+        ``output_loss(model_fn(params, inputs), targets)`` on a batch ``(inputs, targets)``.
+      output_loss: a name ("mse", "softmax_cross_entropy", …), an OutputLoss or ``ℓ(f, y)``.
+      damping: λ ≥ 0 (G is PSD for convex output losses).
+      maxiter: m ≥ 1, the fixed CG budget per apply.
+      warm_start: start each solve from the previous direction.
     """
-    if not callable(model_fn):
-        raise TypeError("model_fn must be callable model_fn(params, inputs)")
-    get_output_loss(output_loss)
+    check_curvature_args(None, model_fn, output_loss)
     damping = check_positive(damping, "damping", allow_zero=True)
-    return _cg_newton("cg-ggn", lambda p, b: ggn_linear_map(model_fn, output_loss, p, b),
-                      damping=damping, maxiter=maxiter, warm_start=warm_start)
+    return _cg_newton("cg-ggn",
+                      lambda p, b: curvature_operator("ggn", None, model_fn, output_loss, p, b),
+                      damping=damping, maxiter=maxiter, warm_start=warm_start,
+                      needs_batch=True)

@@ -28,11 +28,11 @@ import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
-from precond.curvature import hvp
+from precond.curvature import hessian_operator
 from precond.linalg import DiagonalOperator
-from precond.linalg._checks import check_key
+from precond.validation import check_fraction, check_int, check_key, check_positive, float_dtype
 
-from .base import Preconditioner, check_decay, check_positive, check_update_every, lazily
+from .base import Preconditioner, lazily
 
 __all__ = ["DiagonalState", "jacobi", "adagrad", "rmsprop", "adam", "hutchinson_diagonal"]
 
@@ -47,21 +47,20 @@ class DiagonalState(NamedTuple):
 
 def _init(params):
     flat, _ = ravel_pytree(params)
-    dtype = flat.dtype if jnp.issubdtype(flat.dtype, jnp.floating) else jnp.result_type(float)
-    return DiagonalState(jnp.zeros(flat.shape, dtype), jnp.zeros((), jnp.int32))
+    return DiagonalState(jnp.zeros(flat.shape, float_dtype(params)), jnp.zeros((), jnp.int32))
 
 
-def _diagonal(scale_fn: Callable, name: str) -> tuple[Callable, Callable]:
-    """solve and inverse_operator for m = scale_fn(state)."""
+def _diagonal(scale_fn: Callable) -> tuple[Callable, Callable]:
+    """apply and inverse_operator for m = scale_fn(state)."""
 
-    def solve(state, g):
+    def apply(state, g):
         flat, unravel = ravel_pytree(g)
         return unravel(flat / scale_fn(state).astype(flat.dtype))
 
     def inverse_operator(state):
         return DiagonalOperator(1.0 / scale_fn(state))
 
-    return solve, inverse_operator
+    return apply, inverse_operator
 
 
 def _flat_grads(grads, name):
@@ -72,14 +71,19 @@ def _flat_grads(grads, name):
 
 def hutchinson_diagonal(loss_fn: Callable, params, batch, key, num_samples: int = 10):
     """diag(H) ≈ (1/s) Σ_j z_j ⊙ H z_j, Rademacher z_j; flat (n,).  Unbiased; exact for
-    diagonal H.  Costs ``num_samples`` Hessian-vector products (vmapped)."""
-    flat, unravel = ravel_pytree(params)
-    z = jax.random.rademacher(key, (num_samples, flat.size), flat.dtype)
+    diagonal H.  One linearization of the gradient, then ``num_samples`` replayed
+    Hessian-vector products (one ``matmat``).
 
-    def one(zj):
-        return zj * ravel_pytree(hvp(loss_fn, params, batch, unravel(zj)))[0]
-
-    return jnp.mean(jax.vmap(one)(z), axis=0)
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar`` (``loss_fn(params)`` when batch is None).
+      params: the point, any pytree (n entries).
+      batch: the data or None.
+      key: jax.random key for the probes z_j.
+      num_samples: s ≥ 1.
+    """
+    H = hessian_operator(loss_fn, params, batch)
+    Z = jax.random.rademacher(check_key(key), (H.shape[0], num_samples), H.dtype)
+    return jnp.mean(Z * H.matmat(Z), axis=1)
 
 
 def jacobi(loss_fn: Callable, *, num_samples: int = 10, damping: float = 1e-3,
@@ -87,17 +91,21 @@ def jacobi(loss_fn: Callable, *, num_samples: int = 10, damping: float = 1e-3,
     """Jacobi: M = diag(|diag(H)|) + λI, the Hessian diagonal estimated by Hutchinson.
 
     ``update(state, params, batch=…, key=…)`` re-estimates diag(H) of ``loss_fn(params, batch)``
-    with ``num_samples`` HVPs every ``update_every`` steps.  The absolute value keeps M SPD on
-    an indefinite Hessian; λ > 0 bounds M⁻¹ where the diagonal is (estimated as) tiny.
+    with ``num_samples`` HVPs every ``update_every`` steps (``batch=None``: the full-batch
+    ``loss_fn(params)``).  The absolute value keeps M SPD on an indefinite Hessian; λ > 0
+    bounds M⁻¹ where the diagonal is (estimated as) tiny.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``.
+      num_samples: s ≥ 1 Rademacher probes per estimate.
+      damping: λ > 0.
+      update_every: refresh every this many ``update`` calls (≥ 1).
     """
-    if not isinstance(num_samples, int) or num_samples < 1:
-        raise ValueError(f"num_samples must be an int ≥ 1, got {num_samples!r}")
+    num_samples = check_int(num_samples, "num_samples", low=1)
     damping = check_positive(damping, "damping")
-    update_every = check_update_every(update_every)
+    update_every = check_int(update_every, "update_every", low=1)
 
     def update(state, params, *, batch=None, key=None, grads=None):
-        if batch is None:
-            raise TypeError("the Jacobi preconditioner's update needs batch=…")
         key = check_key(key)
 
         def refresh():
@@ -107,12 +115,19 @@ def jacobi(loss_fn: Callable, *, num_samples: int = 10, damping: float = 1e-3,
         moment = lazily(state.count, update_every, refresh, lambda: state.moment)
         return DiagonalState(moment, state.count + 1)
 
-    solve, inverse_operator = _diagonal(lambda s: jnp.abs(s.moment) + damping, "jacobi")
-    return Preconditioner(_init, update, solve, inverse_operator, name="jacobi")
+    apply, inverse_operator = _diagonal(lambda s: jnp.abs(s.moment) + damping)
+    return Preconditioner(_init, update, apply, inverse_operator, name="jacobi")
 
 
 def adagrad(*, eps: float = 1e-8, initial_accumulator: float = 0.0) -> Preconditioner:
-    """AdaGrad's diagonal: v_t = v_{t−1} + g_t², M = diag(√v_t) + εI."""
+    """AdaGrad's diagonal: v_t = v_{t−1} + g_t², M = diag(√v_t) + εI.
+
+    ``update(state, params, grads=g)`` adds g² (``batch`` and ``key`` are ignored).
+
+    Args:
+      eps: ε ≥ 0.
+      initial_accumulator: v_0 ≥ 0 (every entry).
+    """
     eps = check_positive(eps, "eps", allow_zero=True)
     initial_accumulator = check_positive(initial_accumulator, "initial_accumulator",
                                          allow_zero=True)
@@ -125,8 +140,8 @@ def adagrad(*, eps: float = 1e-8, initial_accumulator: float = 0.0) -> Precondit
         g = _flat_grads(grads, "AdaGrad")
         return DiagonalState(state.moment + g.astype(state.moment.dtype) ** 2, state.count + 1)
 
-    solve, inverse_operator = _diagonal(lambda s: jnp.sqrt(s.moment) + eps, "adagrad")
-    return Preconditioner(init, update, solve, inverse_operator, name="adagrad")
+    apply, inverse_operator = _diagonal(lambda s: jnp.sqrt(s.moment) + eps)
+    return Preconditioner(init, update, apply, inverse_operator, name="adagrad")
 
 
 def _ema_update(decay, name):
@@ -138,22 +153,36 @@ def _ema_update(decay, name):
 
 
 def rmsprop(*, decay: float = 0.9, eps: float = 1e-8) -> Preconditioner:
-    """RMSProp's diagonal: v_t = β v_{t−1} + (1 − β) g_t², M = diag(√v_t) + εI (β = ``decay``)."""
-    decay = check_decay(decay, "decay")
+    """RMSProp's diagonal: v_t = β v_{t−1} + (1 − β) g_t², M = diag(√v_t) + εI.
+
+    ``update(state, params, grads=g)`` (``batch`` and ``key`` are ignored).
+
+    Args:
+      decay: β in [0, 1).
+      eps: ε ≥ 0.
+    """
+    decay = check_fraction(decay, "decay")
     eps = check_positive(eps, "eps", allow_zero=True)
-    solve, inverse_operator = _diagonal(lambda s: jnp.sqrt(s.moment) + eps, "rmsprop")
-    return Preconditioner(_init, _ema_update(decay, "RMSProp"), solve, inverse_operator,
+    apply, inverse_operator = _diagonal(lambda s: jnp.sqrt(s.moment) + eps)
+    return Preconditioner(_init, _ema_update(decay, "RMSProp"), apply, inverse_operator,
                           name="rmsprop")
 
 
 def adam(*, b2: float = 0.999, eps: float = 1e-8) -> Preconditioner:
-    """Adam's second-moment diagonal with bias correction: M = diag(√(v_t/(1 − β₂ᵗ))) + εI."""
-    b2 = check_decay(b2, "b2")
+    """Adam's second-moment diagonal with bias correction: M = diag(√(v_t/(1 − β₂ᵗ))) + εI.
+
+    ``update(state, params, grads=g)`` (``batch`` and ``key`` are ignored).
+
+    Args:
+      b2: β₂ in [0, 1).
+      eps: ε ≥ 0.
+    """
+    b2 = check_fraction(b2, "b2")
     eps = check_positive(eps, "eps", allow_zero=True)
 
     def scale(s):
         t = jnp.maximum(s.count, 1).astype(s.moment.dtype)
         return jnp.sqrt(s.moment / (1 - b2**t)) + eps
 
-    solve, inverse_operator = _diagonal(scale, "adam")
-    return Preconditioner(_init, _ema_update(b2, "Adam"), solve, inverse_operator, name="adam")
+    apply, inverse_operator = _diagonal(scale)
+    return Preconditioner(_init, _ema_update(b2, "Adam"), apply, inverse_operator, name="adam")

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
 
 from precond.linalg import IdentityOperator
+from precond.validation import float_dtype
 
-from .base import Preconditioner, flat_dtype
+from .base import Preconditioner
 
 __all__ = ["IdentityState", "identity"]
 
@@ -21,19 +22,19 @@ class IdentityState(NamedTuple):
 
 
 def identity() -> Preconditioner:
-    """M = I: ``solve`` returns g unchanged."""
+    """M = I: ``apply`` returns g unchanged; ``update`` ignores every argument."""
 
     def init(params):
         n = ravel_pytree(params)[0].size
-        return IdentityState(jnp.zeros((0, n), flat_dtype(params)))
+        return IdentityState(jnp.zeros((0, n), float_dtype(params)))
 
     def update(state, params, *, batch=None, key=None, grads=None):
         return state
 
-    def solve(state, g):
+    def apply(state, g):
         return g
 
     def inverse_operator(state):
         return IdentityOperator(state.shape_of.shape[1], state.shape_of.dtype)
 
-    return Preconditioner(init, update, solve, inverse_operator, name="identity")
+    return Preconditioner(init, update, apply, inverse_operator, name="identity")

@@ -1,8 +1,9 @@
 """L-BFGS preconditioner: M⁻¹ is the two-loop recursion over the last m curvature pairs.
 
 Pairs s_k = w_k − w_{k−1}, y_k = g_k − g_{k−1} come from successive ``update`` calls (which
-read ``grads``); a pair is kept only when s_kᵀy_k > ε‖s_k‖‖y_k‖ (the curvature condition that
-keeps M⁻¹ SPD).  ``solve`` runs the two-loop recursion with the initial scaling
+read ``grads``; ``batch`` and ``key`` are ignored); a pair is kept only when
+s_kᵀy_k > ε‖s_k‖‖y_k‖ (the curvature condition that keeps M⁻¹ SPD).  Updates at one point
+(s_k = 0) add no pair.  ``apply`` runs the two-loop recursion with the initial scaling
 H₀ = (sᵀy / yᵀy)·I of the newest pair (Nocedal and Wright, Alg. 7.4); with no pair yet M = I.
 The history is a ring buffer (m, n), so the state keeps a fixed shape under ``jit``.
 
@@ -21,8 +22,9 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from precond.linalg import from_matvec
+from precond.validation import check_int, check_nonnegative, float_dtype
 
-from .base import Preconditioner, flat_dtype
+from .base import Preconditioner
 
 __all__ = ["LBFGSState", "lbfgs", "two_loop"]
 
@@ -68,14 +70,23 @@ def two_loop(state: LBFGSState, q: jax.Array) -> jax.Array:
     return r
 
 
+def _two_loop_flat(v, state):
+    return two_loop(state, v)
+
+
 def lbfgs(*, memory_size: int = 10, eps: float = 1e-10) -> Preconditioner:
-    """L-BFGS two-loop preconditioner with history m = ``memory_size`` (module docstring)."""
-    if not isinstance(memory_size, int) or memory_size < 1:
-        raise ValueError(f"memory_size must be an int ≥ 1, got {memory_size!r}")
+    """L-BFGS two-loop preconditioner with history m = ``memory_size`` (module docstring).
+
+    Args:
+      memory_size: m ≥ 1 pairs kept.
+      eps: ε ≥ 0 of the curvature condition sᵀy > ε‖s‖‖y‖.
+    """
+    memory_size = check_int(memory_size, "memory_size", low=1)
+    eps = check_nonnegative(eps, "eps")
 
     def init(params):
         n = ravel_pytree(params)[0].size
-        dt = flat_dtype(params)
+        dt = float_dtype(params)
         z = jnp.zeros((memory_size, n), dt)
         return LBFGSState(z, z, jnp.zeros((memory_size,), dt),
                           jnp.zeros((memory_size,), bool), jnp.zeros((), jnp.int32),
@@ -96,11 +107,12 @@ def lbfgs(*, memory_size: int = 10, eps: float = 1e-10) -> Preconditioner:
             put(state.rho, 1.0 / jnp.where(ok, sy, 1.0)),
             put(state.valid, True), jnp.where(ok, j, state.newest), w, g, state.count + 1)
 
-    def solve(state, g):
+    def apply(state, g):
         flat, unravel = ravel_pytree(g)
         return unravel(two_loop(state, flat.astype(state.S.dtype)).astype(flat.dtype))
 
     def inverse_operator(state):
-        return from_matvec(lambda v: two_loop(state, v), state.S.shape[1], state.S.dtype)
+        return from_matvec(_two_loop_flat, state, size=state.S.shape[1], dtype=state.S.dtype,
+                           rmatvec=_two_loop_flat)
 
-    return Preconditioner(init, update, solve, inverse_operator, name="lbfgs")
+    return Preconditioner(init, update, apply, inverse_operator, name="lbfgs")

@@ -20,15 +20,14 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from precond.linalg import LowRankPlusIdentity
 from precond.linalg import nystrom as nystrom_approx
-from precond.linalg._checks import check_key
+from precond.validation import check_int, check_key, check_positive, float_dtype
 
 from ._curvature import check_curvature_args, curvature_operator
-from .base import Preconditioner, check_positive, check_update_every, flat_dtype, lazily
+from .base import Preconditioner, lazily
 
 __all__ = ["NystromState", "nystrom"]
 
@@ -44,24 +43,32 @@ class NystromState(NamedTuple):
 def nystrom(*, rank: int, loss_fn: Callable | None = None, model_fn: Callable | None = None,
             output_loss=None, damping: float = 1e-3, update_every: int = 10,
             ) -> Preconditioner:
-    """The Nyström preconditioner M = Â + ρI (module docstring); ρ = ``damping``, r = ``rank``."""
+    """The Nyström preconditioner M = Â + ρI (module docstring).
+
+    ``update(state, params, batch=…, key=…)`` sketches the curvature on ``batch`` every
+    ``update_every`` calls (``batch=None``: the Hessian of the full-batch ``loss_fn(params)``).
+
+    Args:
+      rank: r ≥ 1 (≤ the number of parameters n).
+      loss_fn: Hessian curvature of ``loss_fn(params, batch)``; or
+      model_fn, output_loss: GGN curvature of ``output_loss(model_fn(params, inputs), targets)``.
+      damping: ρ > 0.
+      update_every: refresh every this many ``update`` calls (≥ 1).
+    """
     kind = check_curvature_args(loss_fn, model_fn, output_loss)
-    if not isinstance(rank, (int, np.integer)) or rank < 1:
-        raise ValueError(f"rank must be an int ≥ 1, got {rank!r}")
+    rank = check_int(rank, "rank", low=1)
     damping = check_positive(damping, "damping")
-    update_every = check_update_every(update_every)
+    update_every = check_int(update_every, "update_every", low=1)
 
     def init(params):
         n = ravel_pytree(params)[0].size
         if rank > n:
             raise ValueError(f"rank must be ≤ the number of parameters {n}, got {rank}")
-        dt = flat_dtype(params)
+        dt = float_dtype(params)
         return NystromState(jnp.zeros((n, rank), dt), jnp.zeros((rank,), dt),
                             jnp.zeros((), jnp.int32))
 
     def update(state, params, *, batch=None, key=None, grads=None):
-        if batch is None:
-            raise TypeError("the Nyström preconditioner's update needs batch=…")
         key = check_key(key)
 
         def refresh():
@@ -76,8 +83,8 @@ def nystrom(*, rank: int, loss_fn: Callable | None = None, model_fn: Callable | 
     def inverse_operator(state):
         return LowRankPlusIdentity(state.U, state.eigenvalues, damping).inverse()
 
-    def solve(state, g):
+    def apply(state, g):
         flat, unravel = ravel_pytree(g)
         return unravel(inverse_operator(state).matvec(flat))
 
-    return Preconditioner(init, update, solve, inverse_operator, name="nystrom")
+    return Preconditioner(init, update, apply, inverse_operator, name="nystrom")

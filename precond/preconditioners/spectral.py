@@ -29,10 +29,10 @@ import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from precond.linalg import LowRankPlusIdentity, lanczos
-from precond.linalg._checks import check_key
+from precond.validation import check_int, check_key, float_dtype
 
 from ._curvature import check_curvature_args, curvature_operator
-from .base import Preconditioner, check_update_every, flat_dtype, lazily
+from .base import Preconditioner, lazily
 
 __all__ = ["SpectralState", "spectral", "spectral_factors"]
 
@@ -78,16 +78,17 @@ def spectral(*, rank: int, loss_fn: Callable | None = None, model_fn: Callable |
       target: t (scalar or (k,)), or None for the defaults above.
       num_steps: Lanczos steps (default min(n, max(2k + 10, 20))): extreme Ritz pairs converge
         first, a few more steps than k resolve the k extreme ones.
-      update_every: refresh every this many ``update`` calls (needs ``batch`` and ``key``).
+      update_every: refresh every this many ``update`` calls (needs ``key``, and ``batch``
+        unless ``loss_fn`` is a full-batch ``loss_fn(params)``).
+      eps: floor of d_i relative to max|θ| (keeps M SPD).
     """
     kind = check_curvature_args(loss_fn, model_fn, output_loss)
-    if not isinstance(rank, (int, np.integer)) or rank < 1:
-        raise ValueError(f"rank must be an int ≥ 1, got {rank!r}")
+    rank = check_int(rank, "rank", low=1)
     if which not in ("top", "bottom"):
         raise ValueError(f"which must be 'top' or 'bottom', got {which!r}")
     if target is not None and not np.all(np.asarray(target) > 0):
         raise ValueError("target values must be > 0")
-    update_every = check_update_every(update_every)
+    update_every = check_int(update_every, "update_every", low=1)
 
     def steps(n):
         s = min(n, max(2 * rank + 10, 20)) if num_steps is None else int(num_steps)
@@ -99,13 +100,11 @@ def spectral(*, rank: int, loss_fn: Callable | None = None, model_fn: Callable |
     def init(params):
         n = ravel_pytree(params)[0].size
         steps(n)
-        dt = flat_dtype(params)
+        dt = float_dtype(params)
         return SpectralState(jnp.zeros((n, rank), dt), jnp.ones((rank,), dt),
                              jnp.zeros((rank,), dt), jnp.zeros((), jnp.int32))
 
     def update(state, params, *, batch=None, key=None, grads=None):
-        if batch is None:
-            raise TypeError("the spectral preconditioner's update needs batch=…")
         key = check_key(key)
 
         def refresh():
@@ -121,8 +120,8 @@ def spectral(*, rank: int, loss_fn: Callable | None = None, model_fn: Callable |
     def inverse_operator(state):
         return LowRankPlusIdentity(state.U, state.d - 1.0).inverse()
 
-    def solve(state, g):
+    def apply(state, g):
         flat, unravel = ravel_pytree(g)
         return unravel(inverse_operator(state).matvec(flat))
 
-    return Preconditioner(init, update, solve, inverse_operator, name="spectral")
+    return Preconditioner(init, update, apply, inverse_operator, name="spectral")
