@@ -282,6 +282,15 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
       tol: stop when ‖∇F‖ ≤ tol·max(1, ‖∇F(x₀)‖).
       target: stop when F ≤ target.
       progress: show a rich progress bar.
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from precond.stochastic import SketchySAGA, logistic, solve
+      >>> rng = np.random.default_rng(0)
+      >>> X = rng.standard_normal((300, 5)); y = (X[:, 0] > 0).astype(float)
+      >>> res = solve(SketchySAGA, logistic(X, y, 1e-2), epochs=3, key=jax.random.key(0))
+      >>> str(res.status), len(res.objective), bool(res.objective[-1] < res.objective[0])
+      ('max_iterations', 4, True)
     """
     defaults = resolve_defaults(problem, batch_size=batch_size,
                                 hessian_batch_size=hessian_batch_size, rank=rank, rho=rho,

@@ -123,8 +123,17 @@ def sketchy_katyusha(problem: GLMProblem, *, epochs: int, key: jax.Array,
     θ₁ uses the full n, as PROMISE's reference code does, not the minibatch reading n/b_g = 1/p
     of L-Katyusha's single-sample formula: the latter is √b_g (16×) smaller, so the mirror step
     η/L = 1/(3θ₁L) is 16× longer, and with a small μ (nearly separable data) the z-sequence
-    then amplifies the minibatch noise — on KEEL mushroom (μ = 1.8e-6) it ran away (F − F* ≈ 1e5
-    after 50 epochs) where θ₁ = √(2nσ/3) reaches 1e-4 in 8–9 (docs/results/promise.md).
+    then amplifies the minibatch noise: on KEEL mushroom it ran away where θ₁ = √(2nσ/3)
+    converges (docs/results/promise.md, docs/bench/promise_ablations.md).
+
+    Args:
+      problem: a :class:`GLMProblem` (n samples, d features).
+      epochs, key, batch_size, hessian_batch_size, rank, rho, refresh, lr, x0, tol, target,
+        progress: as for :func:`precond.stochastic.solve` (b_g, b_H, r, ρ, η, x₀ (d,); the key
+        is required).
+
+    Returns:
+      a :class:`StochasticResult`.
 
     References:
       Frangella, Rathore, Zhao, Udell, "PROMISE: Preconditioned stochastic optimization methods
@@ -132,10 +141,9 @@ def sketchy_katyusha(problem: GLMProblem, *, epochs: int, key: jax.Array,
       Kovalev, Horváth, Richtárik, "Don't jump through hoops and remove those loops: SVRG and
       Katyusha are better without the outer loop", ALT 2020.
     """
-    return solve(SketchyKatyusha, problem, epochs=epochs, key=key,
-                batch_size=batch_size, hessian_batch_size=hessian_batch_size, rank=rank,
-                rho=rho, refresh=refresh, lr=lr, x0=x0, tol=tol, target=target,
-                progress=progress)
+    return solve(SketchyKatyusha, problem, epochs=epochs, key=key, batch_size=batch_size,
+                 hessian_batch_size=hessian_batch_size, rank=rank, rho=rho, refresh=refresh, lr=lr,
+                 x0=x0, tol=tol, target=target, progress=progress)
 
 
 def katyusha(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | None = None,
@@ -143,7 +151,13 @@ def katyusha(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: in
              tol: float = 1e-10, target: float | None = None,
              progress: bool = False) -> StochasticResult:
     """Loopless Katyusha (:func:`sketchy_katyusha` with P = I); ``lr=None`` uses
-    L = λ_max(H_S′ + μI) estimated once at x₀, else L = 1/(2·lr)."""
+    L = λ_max(H_S′ + μI) estimated once at x₀, else L = 1/(2·lr).
+
+    Args:
+      problem: a :class:`GLMProblem` (n samples, d features).
+      epochs, key, batch_size, hessian_batch_size, lr, x0, tol, target, progress: as for
+        :func:`precond.stochastic.solve` (b_g, b_H, η, x₀ (d,); the key is required).
+    """
     return solve(Katyusha, problem, epochs=epochs, key=key, batch_size=batch_size,
-                hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None,
-                lr=lr, x0=x0, tol=tol, target=target, progress=progress)
+                 hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None, lr=lr,
+                 x0=x0, tol=tol, target=target, progress=progress)

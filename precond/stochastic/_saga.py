@@ -82,14 +82,23 @@ def sketchy_saga(problem: GLMProblem, *, epochs: int, key: jax.Array,
     evaluations); each epoch is ⌊n/b_g⌋ steps, b_g gradient evaluations each.  P⁻¹, η, the
     defaults and the stopping rules are those of :func:`sketchy_sgd`.
 
+    Args:
+      problem: a :class:`GLMProblem` (n samples, d features).
+      epochs, key, batch_size, hessian_batch_size, rank, rho, refresh, lr, x0, tol, target,
+        progress: as for :func:`precond.stochastic.solve` (b_g, b_H, r, ρ, η, x₀ (d,); the key
+        is required).
+
+    Returns:
+      a :class:`StochasticResult`.
+
     References:
       Frangella, Rathore, Zhao, Udell, "PROMISE: Preconditioned stochastic optimization methods
       by incorporating scalable curvature estimates", JMLR 25(346), 2024.
       Gazagnadou, Gower, Salmon, "Optimal mini-batch and step sizes for SAGA", ICML 2019.
     """
     return solve(SketchySAGA, problem, epochs=epochs, key=key, batch_size=batch_size,
-                hessian_batch_size=hessian_batch_size, rank=rank, rho=rho, refresh=refresh,
-                lr=lr, x0=x0, tol=tol, target=target, progress=progress)
+                 hessian_batch_size=hessian_batch_size, rank=rank, rho=rho, refresh=refresh, lr=lr,
+                 x0=x0, tol=tol, target=target, progress=progress)
 
 
 def saga(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | None = None,
@@ -97,7 +106,13 @@ def saga(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | 
          tol: float = 1e-10, target: float | None = None,
          progress: bool = False) -> StochasticResult:
     """Minibatch (b-nice) SAGA (:func:`sketchy_saga` with P = I); ``lr=None`` uses
-    η = ½/λ_max(H_S′ + μI) estimated once at x₀."""
+    η = ½/λ_max(H_S′ + μI) estimated once at x₀.
+
+    Args:
+      problem: a :class:`GLMProblem` (n samples, d features).
+      epochs, key, batch_size, hessian_batch_size, lr, x0, tol, target, progress: as for
+        :func:`precond.stochastic.solve` (b_g, b_H, η, x₀ (d,); the key is required).
+    """
     return solve(SAGA, problem, epochs=epochs, key=key, batch_size=batch_size,
-                hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None,
-                lr=lr, x0=x0, tol=tol, target=target, progress=progress)
+                 hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None, lr=lr,
+                 x0=x0, tol=tol, target=target, progress=progress)

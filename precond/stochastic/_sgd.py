@@ -81,8 +81,19 @@ def sketchy_sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size:
     floor for a slower contraction; SGD's best rate is O(1/k)).  For high accuracy use the
     variance-reduced methods, which reach the optimum with the same defaults.
     Each epoch (⌊n/b_g⌋ steps over a random reshuffle) is one compiled ``lax.scan``.  Stops
-    early when ‖∇F‖ ≤ ``tol``·max(1, ‖∇F(x₀)‖) or F ≤ ``target``; a non-finite objective stops
-    the run with ``Status.DIVERGED``.  ``progress=True`` shows a rich progress bar.
+    early when ‖∇F‖ ≤ ``tol``·max(1, ‖∇F(x₀)‖) or F ≤ ``target``; an objective that becomes
+    non-finite or grows past ``precond.loop.DIVERGENCE_FACTOR`` × its start stops the run with
+    ``Status.DIVERGED``.  ``progress=True`` shows a rich progress bar.
+
+    Args:
+      problem: a :class:`GLMProblem` (n samples, d features).
+      epochs, key, batch_size, hessian_batch_size, rank, rho, refresh, lr, x0, tol, target,
+        progress: as for :func:`precond.stochastic.solve` (b_g, b_H, r, ρ, η, x₀ (d,); the key
+        is required).
+      lr_decay: γ ∈ (0, 1], the per-epoch step decay.
+
+    Returns:
+      a :class:`StochasticResult`.
 
     Example:
       >>> import jax, numpy as np
@@ -97,9 +108,9 @@ def sketchy_sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size:
       Frangella, Rathore, Zhao, Udell, "SketchySGD: reliable stochastic optimization via
       randomized curvature estimates", SIAM J. Math. Data Sci. 2024.
     """
-    return _run(SketchySGD, problem, lr_decay, epochs=epochs, key=key,
-                batch_size=batch_size, hessian_batch_size=hessian_batch_size, rank=rank, rho=rho,
-                refresh=refresh, lr=lr, x0=x0, tol=tol, target=target, progress=progress)
+    return _run(SketchySGD, problem, lr_decay, epochs=epochs, key=key, batch_size=batch_size,
+                hessian_batch_size=hessian_batch_size, rank=rank, rho=rho, refresh=refresh,
+                lr=lr, x0=x0, tol=tol, target=target, progress=progress)
 
 
 def sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | None = None,
@@ -108,7 +119,14 @@ def sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | N
         progress: bool = False) -> StochasticResult:
     """Minibatch SGD, w ← w − γᵏη ∇F_B(w) in epoch k; ``lr=None`` uses η = ½ / λ_max(H_S′ + μI)
     estimated once at x₀ (b_H = ``hessian_batch_size`` samples).  Same loop and result as
-    :func:`sketchy_sgd` with P = I."""
+    :func:`sketchy_sgd` with P = I.
+
+    Args:
+      problem: a :class:`GLMProblem` (n samples, d features).
+      epochs, key, batch_size, hessian_batch_size, lr, x0, tol, target, progress: as for
+        :func:`precond.stochastic.solve` (b_g, b_H, η, x₀ (d,); the key is required).
+      lr_decay: γ ∈ (0, 1], the per-epoch step decay.
+    """
     return _run(SGD, problem, lr_decay, epochs=epochs, key=key, batch_size=batch_size,
                 hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None,
                 lr=lr, x0=x0, tol=tol, target=target, progress=progress)

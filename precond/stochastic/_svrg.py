@@ -60,6 +60,15 @@ def sketchy_svrg(problem: GLMProblem, *, epochs: int, key: jax.Array,
     gradient evaluations (≈ 3 data passes; ``grad_evals`` counts them).  P⁻¹, η, the defaults
     and the stopping rules are those of :func:`sketchy_sgd` (η = ½/λ_max(P⁻¹(H_S′ + μI))).
 
+    Args:
+      problem: a :class:`GLMProblem` (n samples, d features).
+      epochs, key, batch_size, hessian_batch_size, rank, rho, refresh, lr, x0, tol, target,
+        progress: as for :func:`precond.stochastic.solve` (b_g, b_H, r, ρ, η, x₀ (d,); the key
+        is required).
+
+    Returns:
+      a :class:`StochasticResult`.
+
     References:
       Frangella, Rathore, Zhao, Udell, "PROMISE: Preconditioned stochastic optimization methods
       by incorporating scalable curvature estimates", JMLR 25(346), 2024.
@@ -67,8 +76,8 @@ def sketchy_svrg(problem: GLMProblem, *, epochs: int, key: jax.Array,
       reduction", NeurIPS 2013.
     """
     return solve(SketchySVRG, problem, epochs=epochs, key=key, batch_size=batch_size,
-                hessian_batch_size=hessian_batch_size, rank=rank, rho=rho, refresh=refresh,
-                lr=lr, x0=x0, tol=tol, target=target, progress=progress)
+                 hessian_batch_size=hessian_batch_size, rank=rank, rho=rho, refresh=refresh, lr=lr,
+                 x0=x0, tol=tol, target=target, progress=progress)
 
 
 def svrg(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | None = None,
@@ -76,7 +85,13 @@ def svrg(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | 
          tol: float = 1e-10, target: float | None = None,
          progress: bool = False) -> StochasticResult:
     """Epoch-based minibatch SVRG (:func:`sketchy_svrg` with P = I); ``lr=None`` uses
-    η = ½/λ_max(H_S′ + μI) estimated once at x₀."""
+    η = ½/λ_max(H_S′ + μI) estimated once at x₀.
+
+    Args:
+      problem: a :class:`GLMProblem` (n samples, d features).
+      epochs, key, batch_size, hessian_batch_size, lr, x0, tol, target, progress: as for
+        :func:`precond.stochastic.solve` (b_g, b_H, η, x₀ (d,); the key is required).
+    """
     return solve(SVRG, problem, epochs=epochs, key=key, batch_size=batch_size,
-                hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None,
-                lr=lr, x0=x0, tol=tol, target=target, progress=progress)
+                 hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None, lr=lr,
+                 x0=x0, tol=tol, target=target, progress=progress)
