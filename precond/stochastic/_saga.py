@@ -109,9 +109,8 @@ def saga(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | 
     η = ½/λ_max(H_S′ + μI) estimated once at x₀.
 
     Args:
-      problem: a :class:`GLMProblem` (n samples, d features).
-      epochs, key, batch_size, hessian_batch_size, lr, x0, tol, target, progress: as for
-        :func:`precond.stochastic.solve` (b_g, b_H, η, x₀ (d,); the key is required).
+      problem, epochs, key, batch_size, hessian_batch_size, lr, x0, tol, target, progress: as
+        for :func:`sketchy_saga` (P = I, so no rank, rho or refresh).
     """
     return solve(SAGA, problem, epochs=epochs, key=key, batch_size=batch_size,
                  hessian_batch_size=hessian_batch_size, rank=None, rho=None, refresh=None, lr=lr,

@@ -122,9 +122,8 @@ def sgd(problem: GLMProblem, *, epochs: int, key: jax.Array, batch_size: int | N
     :func:`sketchy_sgd` with P = I.
 
     Args:
-      problem: a :class:`GLMProblem` (n samples, d features).
-      epochs, key, batch_size, hessian_batch_size, lr, x0, tol, target, progress: as for
-        :func:`precond.stochastic.solve` (b_g, b_H, η, x₀ (d,); the key is required).
+      problem, epochs, key, batch_size, hessian_batch_size, lr, x0, tol, target, progress: as
+        for :func:`sketchy_sgd` (P = I, so no rank, rho or refresh).
       lr_decay: γ ∈ (0, 1], the per-epoch step decay.
     """
     return _run(SGD, problem, lr_decay, epochs=epochs, key=key, batch_size=batch_size,
