@@ -1,4 +1,7 @@
-"""Shared argument handling: operators from arrays/callables, M⁻¹ square roots, SPD checks."""
+"""Shared argument handling: operators from arrays/callables, M⁻¹ square roots, SPD checks.
+
+M^{-1/2} H M^{-1/2} is ``precond.linalg.congruence(H, S)`` with S = :func:`spd_sqrt` of M⁻¹.
+"""
 
 from __future__ import annotations
 
@@ -16,21 +19,26 @@ from precond.linalg import (
     ScaledOperator,
     as_operator,
     from_matvec,
+    to_dense,
 )
+from precond.validation import check_finite_array as check_finite_array
 
 
 def as_square_operator(A, name: str, n: int | None = None, dtype=None) -> LinearOperator:
-    """``A`` (operator, array, or a callable v ↦ Av when ``n`` is known) as a square operator."""
-    if isinstance(A, LinearOperator) or hasattr(A, "__array__"):
-        op = as_operator(A)
-    elif callable(A):
+    """``A`` as a square operator: a precond operator, an array, a scipy.sparse matrix or
+    ``LinearOperator`` (see ``precond.linalg.as_operator``), or a callable v ↦ Av when ``n``
+    is known (wrapped by ``from_matvec``; a closure, so each new one compiles anew)."""
+    if callable(A) and not isinstance(A, LinearOperator) and not hasattr(A, "shape"):
         if n is None:
-            raise TypeError(f"{name} is a bare function; pass an operator (from_matvec) so its "
-                            "size is known")
-        op = from_matvec(A, n, jnp.result_type(float) if dtype is None else dtype)
+            raise TypeError(f"{name} is a bare function; pass an operator "
+                            "(from_matvec(fn, *params, size=n)) so its size is known")
+        op = from_matvec(A, size=n, dtype=dtype)
     else:
-        raise TypeError(f"{name} must be a linear operator, an array or a callable, got "
-                        f"{type(A).__name__}")
+        try:
+            op = as_operator(A)
+        except TypeError:
+            raise TypeError(f"{name} must be a linear operator, an array or a callable, got "
+                            f"{type(A).__name__}") from None
     if len(op.shape) != 2 or op.shape[0] != op.shape[1]:
         raise ValueError(f"{name} must be square, got shape {tuple(op.shape)}")
     if n is not None and op.shape[0] != n:
@@ -76,20 +84,15 @@ def spd_sqrt(op: LinearOperator, name: str = "M_inv", *, dense_limit: int = 0
     if isinstance(op, DenseOperator):
         return DenseOperator(jnp.asarray(_spd_sqrt_dense(op.matrix, name), op.dtype))
     if op.shape[0] <= dense_limit:
-        dense = op.matmat(jnp.eye(op.shape[0], dtype=op.dtype))
+        dense = to_dense(op)
         return DenseOperator(jnp.asarray(_spd_sqrt_dense(dense, name), op.dtype))
     return None
-
-
-def check_finite_array(x, name: str) -> None:
-    if not bool(jnp.all(jnp.isfinite(x))):
-        raise ValueError(f"{name} contains NaN or inf")
 
 
 @register_pytree_node_class
 class ProductOperator(LinearOperator):
     """A₁A₂…A_k (applied right to left) as a pytree, so jitted solvers compile once per
-    operator structure rather than once per Python closure."""
+    operator structure rather than once per Python closure; ``linearize`` propagates."""
 
     def __init__(self, factors):
         self.factors = tuple(factors)
@@ -101,9 +104,18 @@ class ProductOperator(LinearOperator):
             v = f.matvec(v)
         return v
 
+    def linearize(self) -> ProductOperator:
+        return ProductOperator(tuple(f.linearize() for f in self.factors))
+
     def tree_flatten(self):
         return (self.factors,), None
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         return cls(children[0])
+
+
+def is_pytree(op) -> bool:
+    """False for a LinearOperator subclass not registered as a pytree (it cannot enter jit)."""
+    leaves = jax.tree.leaves(op)
+    return not (len(leaves) == 1 and leaves[0] is op)

@@ -8,7 +8,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from precond.linalg import lanczos, power_iteration
+from precond.linalg import Status, check_status, congruence, lanczos, power_iteration
+from precond.validation import check_key, check_positive, float_dtype
 
 from ._operators import ProductOperator, as_square_operator, spd_sqrt
 
@@ -26,7 +27,8 @@ class Conditioning(NamedTuple):
 
     ``lambda_min`` is the raw smallest eigenvalue estimate (may be ≤ 0); ``proxy`` is "" when
     ĉ = ``lambda_min`` and otherwise names what replaced it; ``method`` is "lanczos" or "power";
-    ``converged`` is False when a power iteration hit its cap.
+    ``converged`` is False when a power iteration hit its cap; ``status`` is SUCCESS (Lanczos
+    ran its steps), CONVERGED (both power iterations met their tolerance) or MAX_ITERATIONS.
     """
 
     L_hat: float
@@ -36,6 +38,12 @@ class Conditioning(NamedTuple):
     proxy: str = ""
     method: str = "lanczos"
     converged: bool = True
+    status: Status = Status.SUCCESS
+
+    def check(self) -> Conditioning:
+        """Return self unless a power iteration hit its cap (then :class:`SolverError`)."""
+        check_status(self.status, f"{self.method}: L̂ = {self.L_hat:.4g}, ĉ = {self.c_hat:.4g}")
+        return self
 
 
 def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: str = "auto",
@@ -55,10 +63,12 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
     Args:
       H: curvature operator (n, n) (a precond operator or array), symmetric.
       M_inv: operator applying M⁻¹ (or a callable v ↦ M⁻¹v); None means M = I.
-      key: jax.random key for the starting vectors.
+      key: jax.random key for the starting vectors (required).
+      method: "auto", "lanczos" or "power" (above).
       num_steps: Lanczos steps (default min(n, 100): exact for n ≤ 100; extreme Ritz values
         converge first, inwards).
       maxiter, tol: power iteration caps (Rayleigh quotients agreeing to ``tol`` relative).
+      dense_limit: densify a matvec-only M⁻¹ of size n ≤ this (n products) for an exact S.
       pl_constant: the local PL constant μ̂_PL to use when ĉ ≤ 0 (see below).
       pl_rtol: eigenvalues ≤ pl_rtol·L̂ count as non-positive.
 
@@ -73,11 +83,10 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    if key is None:
-        raise TypeError("a jax.random key is required (e.g. jax.random.key(0))")
+    key = check_key(key)
     H = as_square_operator(H, "H")
     n = H.shape[0]
-    dtype = H.dtype if jnp.issubdtype(H.dtype, jnp.floating) else jnp.result_type(float)
+    dtype = float_dtype(H.dtype)
     M = None if M_inv is None else as_square_operator(M_inv, "M_inv", n, dtype)
     S = None
     if M is not None and method != "power":
@@ -102,9 +111,8 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
     c, proxy = lam_min, ""
     if lam_min <= pl_rtol * L:
         if pl_constant is not None:
-            if not pl_constant > 0:
-                raise ValueError(f"pl_constant must be > 0, got {pl_constant}")
-            c, proxy = float(pl_constant), "pl_constant (user-supplied local PL constant)"
+            c = check_positive(pl_constant, "pl_constant")
+            proxy = "pl_constant (user-supplied local PL constant)"
         elif theta is not None and bool(jnp.any(theta > pl_rtol * L)):
             c = float(jnp.min(jnp.where(theta > pl_rtol * L, theta, jnp.inf)))
             proxy = "smallest positive Ritz value (PL constant on the positive-curvature subspace)"
@@ -113,29 +121,28 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
         warnings.warn(f"H is not positive definite in M's geometry (λ_min(M⁻¹H) = {lam_min:.3g}); "
                       f"ĉ replaced by the {proxy}: ĉ = {c:.3g}", IndefiniteCurvatureWarning,
                       stacklevel=2)
-    return Conditioning(L, c, L / c, lam_min, proxy, method, bool(converged))
+    status = (Status.SUCCESS if method == "lanczos" else
+              Status.CONVERGED if converged else Status.MAX_ITERATIONS)
+    return Conditioning(L, c, L / c, lam_min, proxy, method, bool(converged), status)
 
 
 def _lanczos_extremes(H, S, key, n, dtype, num_steps):
-    if S is None:
-        A = H
-    else:
-        A = ProductOperator((S, H, S))
+    A = H if S is None else congruence(H, S)
     k = min(n, 100) if num_steps is None else int(num_steps)
     return lanczos(A, k, key).ritz_values(), True
 
 
 def _power_extremes(H, M, key, n, dtype, maxiter, tol):
-    if M is None:
-        A = H
-    else:
-        A = ProductOperator((M, H))
+    A = H if M is None else ProductOperator((M, H))
     k1, k2 = jax.random.split(key)
-    first = power_iteration(A, k1, maxiter=maxiter, tol=tol)
+    # Both runs on (σA).shift(c): the same operator structure (σ, c are leaves), so the power
+    # loop compiles once; the first with σ = 1, c = 0.
+    one, zero = jnp.ones((), dtype), jnp.zeros((), dtype)
+    first = power_iteration((A * one).shift(zero), k1, maxiter=maxiter, tol=tol)
     lam = float(first.eigenvalue)
     # Shift so every eigenvalue of the shifted operator is ≥ 0 and the other end dominates.
     sign = 1.0 if lam > 0 else -1.0
-    B = (A * (-sign)).shift(sign * lam)
+    B = (A * (-sign * one)).shift(sign * lam * one)
     second = power_iteration(B, k2, maxiter=maxiter, tol=tol)
     other = lam - sign * float(second.eigenvalue)
     hi, lo = (lam, other) if lam > 0 else (other, lam)

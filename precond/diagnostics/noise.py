@@ -7,7 +7,13 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._operators import as_square_operator, check_finite_array
+from ._operators import as_square_operator, check_finite_array, is_pytree
+
+
+@jax.jit
+def _apply_rows(M, D):
+    """M⁻¹ applied to each row of D (B, n): one linearization of M, then B products."""
+    return jax.vmap(M.linearize().matvec)(D)
 
 __all__ = ["NoiseLevel", "noise_level", "stack_gradients"]
 
@@ -57,7 +63,7 @@ def noise_level(grad_samples, M_inv=None) -> NoiseLevel:
         MD = D
     else:
         M = as_square_operator(M_inv, "M_inv", n, G.dtype)
-        MD = jax.vmap(M.matvec)(D)
+        MD = _apply_rows(M, D) if is_pytree(M) else jax.vmap(M.linearize().matvec)(D)
         check_finite_array(MD, "M_inv applied to the centred gradients")
     q = jnp.sum(D * MD, axis=1)
     scale = jnp.maximum(jnp.max(jnp.abs(q)), jnp.finfo(q.dtype).tiny)

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 from jax.flatten_util import ravel_pytree
-from jax.tree_util import register_pytree_node_class
 
-from precond.curvature import hvp, minibatch_gradients
+from precond.curvature import hessian_operator, minibatch_gradients
 from precond.linalg import LinearOperator
+from precond.validation import check_key
 
 from ._operators import as_square_operator
 from .conditioning import local_conditioning
@@ -124,28 +124,16 @@ class DesignReport:
         return console.export_text()
 
 
-@register_pytree_node_class
-class _MeanHessian(LinearOperator):
-    """v ↦ (1/B) Σ_b ∇²loss_fn(params, batch_b) v on flat vectors; a pytree whose only static
-    part is ``loss_fn``, so repeated diagnoses of one loss reuse the compiled Lanczos."""
+@dataclass(frozen=True)
+class _BatchMean:
+    """(params, batches) ↦ (1/B) Σ_b loss_fn(params, batch_b) over batches stacked on a leading
+    axis; frozen, so equal for one ``loss_fn``: repeated diagnoses of one loss reuse the compiled
+    solvers (its Hessian is the mean mini-batch Hessian)."""
 
-    def __init__(self, loss_fn, params, batches):
-        self.loss_fn, self.params, self.batches = loss_fn, params, batches
-        flat = ravel_pytree(params)[0]
-        self.shape = (flat.size, flat.size)
-        self.dtype = flat.dtype
+    loss_fn: Callable
 
-    def matvec(self, v):
-        unravel = ravel_pytree(self.params)[1]
-        one = lambda b: ravel_pytree(hvp(self.loss_fn, self.params, b, unravel(v)))[0]  # noqa: E731
-        return jnp.mean(jax.lax.map(one, self.batches), axis=0)
-
-    def tree_flatten(self):
-        return (self.params, self.batches), self.loss_fn
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        return cls(aux, *children)
+    def __call__(self, params, batches):
+        return jnp.mean(jax.lax.map(lambda b: self.loss_fn(params, b), batches))
 
 
 def _stack(batches):
@@ -165,7 +153,28 @@ def _stack(batches):
     return batches
 
 
-def _resolve_m_inv(preconditioner, M_inv, state, params, first_batch, key, n, dtype):
+def _updated_state(preconditioner, params, stacked, G, key):
+    """init, then ``update`` once per mini-batch b = 1..B at ``params`` with that batch, a key
+    and the b-th mini-batch gradient — the first eagerly-shaped, the rest in one ``lax.scan``
+    (the CG preconditioners' state gains its linearization point at the first update)."""
+    unravel = ravel_pytree(params)[1]
+    keys = jax.random.split(key, G.shape[0])
+
+    @jax.jit
+    def run(params, stacked, G, keys):
+        def update(state, xs):
+            batch, g, k = xs
+            return preconditioner.update(state, params, batch=batch, key=k, grads=unravel(g))
+
+        first = jax.tree.map(lambda x: x[0], (stacked, G, keys))
+        rest = jax.tree.map(lambda x: x[1:], (stacked, G, keys))
+        state = update(preconditioner.init(params), first)
+        return jax.lax.scan(lambda s, xs: (update(s, xs), None), state, rest)[0]
+
+    return run(params, stacked, G, keys)
+
+
+def _resolve_m_inv(preconditioner, M_inv, state, params, stacked, G, key, n, dtype):
     if preconditioner is not None and M_inv is not None:
         raise ValueError("pass either preconditioner or M_inv, not both")
     if preconditioner is None:
@@ -175,11 +184,10 @@ def _resolve_m_inv(preconditioner, M_inv, state, params, first_batch, key, n, dt
         return as_square_operator(M_inv, "M_inv", n, dtype), "M_inv"
     if hasattr(preconditioner, "inverse_operator"):
         if state is None:
-            if not hasattr(preconditioner, "init"):
-                raise TypeError("preconditioner has no init(params); pass its state")
-            state = preconditioner.init(params)
-            if hasattr(preconditioner, "update"):
-                state = preconditioner.update(state, params, batch=first_batch, key=key)
+            if not (hasattr(preconditioner, "init") and hasattr(preconditioner, "update")):
+                raise TypeError("preconditioner has no init(params)/update(state, params, …); "
+                                "pass its state")
+            state = _updated_state(preconditioner, params, stacked, G, key)
         op = preconditioner.inverse_operator(state)
         name = getattr(preconditioner, "name", type(preconditioner).__name__)
         return as_square_operator(op, "preconditioner.inverse_operator(state)", n, dtype), name
@@ -197,19 +205,42 @@ def diagnose(loss_fn: Callable, params, batches, preconditioner=None, *, M_inv=N
     """Measure seed 001's design criteria of a preconditioner at ``params``.
 
     From B mini-batches (``batches``: a list, or a pytree stacked on a leading axis, B ≥ 2):
-    H = the Hessian of the mean mini-batch loss (forward-over-reverse HVPs; or ``curvature``, any
-    (n, n) operator such as a GGN), the B flat mini-batch gradients g_b, then
-    ``local_conditioning`` (L̂, ĉ, κ̂) and ``noise_level`` (K) without and with M, Theorem 3.2's
-    floor αL̂K/(2ĉμ) for both at the same α (default: the recommended α for M) and the
-    recommended α for M.
+    H = the Hessian of the mean mini-batch loss (``precond.curvature.hessian_operator``,
+    linearized once per solve; or ``curvature``, any (n, n) operator such as a GGN), the B flat
+    mini-batch gradients g_b, then ``local_conditioning`` (L̂, ĉ, κ̂) and ``noise_level`` (K)
+    without and with M, Theorem 3.2's floor αL̂K/(2ĉμ) for both at the same α (default: the
+    recommended α for M) and the recommended α for M.
 
-    The preconditioner is duck-typed: any object with ``inverse_operator(state)`` returning a flat
-    operator applying M⁻¹ (its ``state`` passed, or built by ``init(params)`` then
-    ``update(state, params, batch=first_batch, key=key)``); or pass ``M_inv`` (an operator, a
-    matrix or a callable on flat vectors in ``ravel_pytree`` order).
+    Every preconditioner of ``precond.preconditioners`` is accepted as is, and any object with
+    the same protocol.  Unless ``state`` is given, diagnose builds it the way B steps of training
+    at ``params`` would: ``init(params)``, then ``update(state, params, batch=batch_b, key=k_b,
+    grads=g_b)`` for b = 1..B, in one compiled program, with g_b the mini-batch gradients it
+    computes anyway.  So the diagonal ones (AdaGrad, RMSProp, Adam) accumulate the B gradient
+    statistics (RMSProp without bias correction, as in training); curvature ones that refresh on
+    every update (CG-Hessian/GGN, Jacobi) hold the last mini-batch's curvature and lazily
+    refreshed ones (Nyström, spectral) the first's; L-BFGS sees no curvature pair at one point,
+    so its M is I.  Then ``inverse_operator(state)`` is M⁻¹.  Or pass ``M_inv`` (an operator,
+    a matrix or a callable on flat vectors in ``ravel_pytree`` order).
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``.
+      params: the point w, any pytree (n entries).
+      batches: B ≥ 2 mini-batches (a list, or stacked on a leading axis).
+      preconditioner: a ``precond.preconditioners`` object (or anything with ``init``,
+        ``update``, ``inverse_operator``), or an operator/array/callable applying M⁻¹.
+      M_inv: M⁻¹ as an operator, array or callable (instead of ``preconditioner``).
+      state: the preconditioner's state to use as is (skips the B updates).
+      key: jax.random key (required): preconditioner updates and the two eigen-solves.
+      alpha: α for both floors (default: the recommended α for M).
+      mu: μ, the gradient-alignment constant (1 for unbiased gradients).
+      curvature: H as any (n, n) operator (default: the mean mini-batch Hessian).
+      method: "auto", "lanczos" or "power" for the conditioning with M (see
+        ``local_conditioning``; a CG-based M⁻¹ is inexact and takes "power").
+      num_steps: Lanczos steps.
+      target_floor: recommend the α whose floor meets this target instead.
+      label: the report's name for the preconditioner.
     """
-    if key is None:
-        raise TypeError("a jax.random key is required (e.g. jax.random.key(0))")
+    key = check_key(key)
     flat, unravel = ravel_pytree(params)
     n = flat.size
     if n == 0:
@@ -220,11 +251,11 @@ def diagnose(loss_fn: Callable, params, batches, preconditioner=None, *, M_inv=N
     if not bool(jnp.all(jnp.isfinite(G))):
         raise ValueError("the mini-batch gradients of loss_fn at params contain NaN or inf")
     B = G.shape[0]
-    first = jax.tree.map(lambda x: x[0], stacked)
     k_pre, k_before, k_after = jax.random.split(key, 3)
-    Minv, name = _resolve_m_inv(preconditioner, M_inv, state, params, first, k_pre, n, dtype)
+    Minv, name = _resolve_m_inv(preconditioner, M_inv, state, params, stacked, G, k_pre, n,
+                                dtype)
     if curvature is None:
-        H = _MeanHessian(loss_fn, params, stacked)
+        H = hessian_operator(_BatchMean(loss_fn), params, stacked)
     else:
         H = as_square_operator(curvature, "curvature", n, dtype)
     before = local_conditioning(H, None, k_before, num_steps=num_steps)

@@ -7,9 +7,10 @@ import os
 import jax
 import jax.numpy as jnp
 
-from precond.linalg import SpectralDensity, spectral_density
+from precond.linalg import SpectralDensity, congruence, spectral_density
+from precond.validation import check_key
 
-from ._operators import ProductOperator, as_square_operator, spd_sqrt
+from ._operators import as_square_operator, spd_sqrt
 
 __all__ = ["spectral_densities", "plot_spectral_densities"]
 
@@ -23,9 +24,15 @@ def spectral_densities(H, M_inv, key: jax.Array, *, num_probes: int = 10,
     matvec operator of size ≤ ``dense_limit``); ``log=True`` puts both on log₁₀ λ (Hessian
     spectra span decades; eigenvalues ≤ 1e-10·max are put on that floor).  Same probes (``key``)
     for both.  ``num_steps`` defaults to min(n, 50).
+
+    Args:
+      H: symmetric curvature operator H, shape (n, n).
+      M_inv: SPD operator applying M⁻¹, shape (n, n).
+      key: jax.random key for the probes (the same for both densities).
+      num_probes, num_steps, log, sigma: as in ``precond.linalg.spectral_density``.
+      dense_limit: densify a matvec-only M⁻¹ of size n ≤ this for its square root.
     """
-    if key is None:
-        raise TypeError("a jax.random key is required (e.g. jax.random.key(0))")
+    key = check_key(key)
     H = as_square_operator(H, "H")
     n = H.shape[0]
     M = as_square_operator(M_inv, "M_inv", n, H.dtype)
@@ -33,7 +40,7 @@ def spectral_densities(H, M_inv, key: jax.Array, *, num_probes: int = 10,
     if S is None:
         raise ValueError("M_inv has no exact square root (a matvec-only operator); raise "
                          f"dense_limit to ≥ {n} to densify it")
-    PHP = ProductOperator((S, H, S))
+    PHP = congruence(H, S)
     k = min(n, 50) if num_steps is None else int(num_steps)
     kw = dict(num_probes=num_probes, num_steps=k, log=log, sigma=sigma)
     return spectral_density(H, key, **kw), spectral_density(PHP, key, **kw)

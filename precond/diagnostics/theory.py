@@ -8,20 +8,13 @@ References:
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import scipy.linalg
 
+from precond.validation import check_nonnegative, check_positive
+
 __all__ = ["noise_floor", "max_stable_step", "harmonic_constant", "lyapunov_floor",
            "recommended_step"]
-
-
-def _positive(x, name: str) -> float:
-    x = float(x)
-    if not (math.isfinite(x) and x > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {x}")
-    return x
 
 
 def noise_floor(alpha: float, L_hat: float, c_hat: float, K: float, mu: float = 1.0) -> float:
@@ -31,11 +24,9 @@ def noise_floor(alpha: float, L_hat: float, c_hat: float, K: float, mu: float = 
     constant ``mu`` (1 for unbiased gradients).  On quadratics the true floor is ≈ αK/4, so the
     bound is loose by ≈ 2κ̂ (see :func:`lyapunov_floor`).
     """
-    alpha, L_hat, c_hat, mu = (_positive(alpha, "alpha"), _positive(L_hat, "L_hat"),
-                               _positive(c_hat, "c_hat"), _positive(mu, "mu"))
-    K = float(K)
-    if not (math.isfinite(K) and K >= 0):
-        raise ValueError(f"K must be a finite number ≥ 0, got {K}")
+    alpha, L_hat, c_hat, mu = (check_positive(alpha, "alpha"), check_positive(L_hat, "L_hat"),
+                               check_positive(c_hat, "c_hat"), check_positive(mu, "mu"))
+    K = check_nonnegative(K, "K")
     return alpha * L_hat * K / (2.0 * c_hat * mu)
 
 
@@ -48,9 +39,9 @@ def max_stable_step(L_hat: float, *, mu: float = 1.0, M_G: float = 1.0,
     exact stability limit of the mean iteration on a quadratic (spectral radius of I − αM⁻¹H
     below 1).
     """
-    L_hat = _positive(L_hat, "L_hat")
+    L_hat = check_positive(L_hat, "L_hat")
     if rule == "theorem":
-        return _positive(mu, "mu") / (L_hat * _positive(M_G, "M_G"))
+        return check_positive(mu, "mu") / (L_hat * check_positive(M_G, "M_G"))
     if rule == "quadratic":
         return 2.0 / L_hat
     raise ValueError(f"rule must be 'theorem' or 'quadratic', got {rule!r}")
@@ -62,9 +53,9 @@ def recommended_step(L_hat: float, c_hat: float, K: float, *, mu: float = 1.0,
     step 2ĉμ·target/(L̂K) whose Theorem 3.2 floor equals the target."""
     alpha = max_stable_step(L_hat, mu=mu, M_G=M_G)
     if target_floor is not None:
-        target = _positive(target_floor, "target_floor")
+        target = check_positive(target_floor, "target_floor")
         if float(K) > 0:
-            alpha = min(alpha, 2.0 * _positive(c_hat, "c_hat") * mu * target / (L_hat * K))
+            alpha = min(alpha, 2.0 * check_positive(c_hat, "c_hat") * mu * target / (L_hat * K))
     return alpha
 
 
@@ -76,16 +67,12 @@ def harmonic_constant(beta: float, gamma: float, L_hat: float, c_hat: float, K: 
 
     ``initial_gap`` is F(w₁) − F*.
     """
-    beta, L_hat, c_hat, mu = (_positive(beta, "beta"), _positive(L_hat, "L_hat"),
-                              _positive(c_hat, "c_hat"), _positive(mu, "mu"))
-    gamma = float(gamma)
-    if not (math.isfinite(gamma) and gamma >= 0):
-        raise ValueError(f"gamma must be a finite number ≥ 0, got {gamma}")
+    beta, L_hat, c_hat, mu = (check_positive(beta, "beta"), check_positive(L_hat, "L_hat"),
+                              check_positive(c_hat, "c_hat"), check_positive(mu, "mu"))
+    gamma = check_nonnegative(gamma, "gamma")
     if beta * c_hat * mu <= 1:
         raise ValueError(f"Theorem 3.3 needs beta > 1/(ĉμ) = {1 / (c_hat * mu):.4g}, got {beta}")
-    gap = float(initial_gap)
-    if not (math.isfinite(gap) and gap >= 0):
-        raise ValueError(f"initial_gap must be a finite number ≥ 0, got {gap}")
+    gap = check_nonnegative(initial_gap, "initial_gap")
     return max(beta**2 * L_hat * float(K) / (2.0 * (beta * c_hat * mu - 1.0)), (gamma + 1) * gap)
 
 
@@ -96,7 +83,7 @@ def lyapunov_floor(alpha: float, H, Sigma, M_inv=None) -> float:
     V = AVAᵀ + α²M⁻¹ΣM⁻ᵀ (``scipy.linalg.solve_discrete_lyapunov``) and E[F∞] = ½ tr(HV);
     ≈ αK/4 for αL̂ ≪ 1.  Dense (n, n) arrays; ``M_inv`` None means M = I.  O(n³).
     """
-    alpha = _positive(alpha, "alpha")
+    alpha = check_positive(alpha, "alpha")
     H = np.asarray(H, dtype=np.float64)
     Sigma = np.asarray(Sigma, dtype=np.float64)
     n = H.shape[0]

@@ -53,7 +53,7 @@ def test_noise_level_equals_trace_formula_and_accepts_pytrees():
     np.testing.assert_array_equal(stack_gradients(tree), G)
     assert noise_level(tree).K == pytest.approx(np.trace(np.cov(G, rowvar=False)), rel=1e-12)
     # A callable M⁻¹ (an inexact solve) is applied row by row.
-    op = from_matvec(lambda v: jnp.asarray(M_inv) @ v, 5, jnp.float64)
+    op = from_matvec(lambda v, M: M @ v, M_inv, size=5)
     assert noise_level(G, op).K == pytest.approx(ref, rel=1e-12)
 
 
