@@ -53,7 +53,11 @@ def operator(form, data, d):
     if form == "explicit":
         return DenseOperator(data)
     X = DenseOperator(data)  # X.T applies v ↦ vᵀX: no transpose copy per product
-    return from_matvec(lambda v: X.T.matvec(X.matvec(v)), d, data.dtype)
+    return from_matvec(_gram, X, size=d, dtype=data.dtype)
+
+
+def _gram(v, X):
+    return X.T.matvec(X.matvec(v))
 
 
 def precond_solvers(form, d, lam, maxiter):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -27,8 +26,8 @@ import numpy as np
 import optax
 from jax import lax
 
-from precond.curvature import ravel
-from precond.linalg import MatvecOperator, Status, nystrom, spectral_density
+from precond.curvature import hessian_operator, ravel
+from precond.linalg import NystromPreconditioner, Status, congruence, nystrom, spectral_density
 from precond.optim import nncg
 from precond.problems.pinn import PAPER_SIZES, QUICK_SIZES, REDUCED_SIZES, pinn_problem
 
@@ -88,27 +87,6 @@ def quick_config(pde: str) -> PINNConfig:
     return PINNConfig(pde, dict(QUICK_SIZES), adam_steps=100, adam_lrs=(1e-3,),
                       lbfgs_steps=50, nncg_steps=5, rank=10, cg_maxiter=20,
                       spectrum_probes=2, spectrum_steps=10, chunk=50)
-
-
-def _hessian(f: Callable, params, batch) -> MatvecOperator:
-    w, unravel = ravel(params)
-    _, hvp = jax.linearize(jax.grad(lambda x: f(unravel(x), batch)), w)
-    return MatvecOperator(hvp, (w.size, w.size), w.dtype, rmatvec=hvp)
-
-
-def _preconditioned_hessian(H, approx, mu) -> MatvecOperator:
-    """P^{-1/2}(H + μI)P^{-1/2} for the Nyström P of H (P^{-1/2}: square roots of P⁻¹'s ratios)."""
-    lam, U = approx.eigenvalues, approx.U
-    root = jnp.sqrt((lam[-1] + mu) / (lam + mu))
-
-    def half(v):
-        return v + U @ ((root - 1.0) * (U.T @ v))
-
-    def matvec(v):
-        hv = half(v)
-        return half(H.matvec(hv) + mu * hv)
-
-    return MatvecOperator(matvec, H.shape, H.dtype, rmatvec=matvec)
 
 
 def _stage_loop(step, carry, n_steps: int, chunk: int, record: list, tick=None, compiled=None):
@@ -252,7 +230,7 @@ def run_pinn(config: PINNConfig, out: str | Path | None = None, *, tick=None) ->
                                             / max(lbfgs_step_s, 1e-12))
 
     # --- spectra at the end of Adam + L-BFGS ------------------------------------------------
-    H = _hessian(f, params_lbfgs, batch)
+    H = hessian_operator(f, params_lbfgs, batch)  # linearized once per spectral solve
     key = jax.random.key(config.seed + 2)
     n_par = problem.num_params()
     steps_sd = min(config.spectrum_steps, n_par)
@@ -262,7 +240,9 @@ def run_pinn(config: PINNConfig, out: str | Path | None = None, *, tick=None) ->
     t0 = time.perf_counter()
     before = spectral_density(H, key, num_probes=config.spectrum_probes, num_steps=steps_sd,
                               log=True)
-    after = spectral_density(_preconditioned_hessian(H, approx, mu_s), key,
+    # P^{-1/2}(H + μI)P^{-1/2}, P the Nyström preconditioner of H (its square root is exact).
+    sandwich = congruence(H.shift(mu_s), NystromPreconditioner(approx, mu_s).sqrt())
+    after = spectral_density(sandwich, key,
                              num_probes=config.spectrum_probes, num_steps=steps_sd, log=True)
     spectrum_s = time.perf_counter() - t0
 
