@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from precond.linalg import hutchinson_trace, hutchpp, hutchpp_trace, spectral_density
+from precond.linalg import Status, hutchinson_trace, hutchpp, hutchpp_trace, spectral_density
 
 
 def _sym(eigs, seed=0):
@@ -69,7 +69,7 @@ def test_hutchinson_within_its_standard_error():
     z = []
     for seed in range(12):
         est = hutchinson_trace(A, jax.random.key(seed), num_probes=m)
-        assert est.num_matvecs == m
+        assert est.num_matvecs == m and est.check().status == Status.SUCCESS
         z.append((float(est.value) - true) / float(est.stderr))
         assert 0.5 * sd_theory < float(est.stderr) < 2 * sd_theory
     z = np.array(z)

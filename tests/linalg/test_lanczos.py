@@ -1,10 +1,18 @@
 """Lanczos with full reorthogonalization, extreme eigenvalues, power iteration."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from precond.linalg import Status, extreme_eigenvalues, lanczos, power_iteration
+from precond.linalg import (
+    SolverError,
+    Status,
+    extreme_eigenvalues,
+    from_matvec,
+    lanczos,
+    power_iteration,
+)
 
 
 def _sym(eigs, seed=0):
@@ -31,6 +39,7 @@ def test_lanczos_relation_and_orthonormality():
     assert res.Q.shape == (50, 20) and res.alpha.shape == (20,) and res.beta.shape == (19,)
     _check_relation(A, res, 1e-10)
     assert np.all(np.asarray(res.beta) > 0)
+    assert res.status == Status.SUCCESS and res.check() is res
 
 
 def test_full_length_gives_exact_eigenvalues():
@@ -67,6 +76,12 @@ def test_lanczos_v0_and_bad_arguments():
         lanczos(A, 3, jax.random.key(0), v0=np.ones(7))
     with pytest.raises(TypeError, match="key"):
         lanczos(A, 3, None)
+    # a matrix-free operator that overflows: the status says so, check() raises
+    inf_op = from_matvec(lambda v: v * jnp.where(jnp.arange(8) == 2, jnp.inf, 1.0), size=8)
+    bad = lanczos(inf_op, 3, jax.random.key(0))
+    assert bad.status == Status.NONFINITE
+    with pytest.raises(SolverError, match="nonfinite"):
+        bad.check()
 
 
 def test_extreme_eigenvalues_vs_eigh():
@@ -87,5 +102,8 @@ def test_power_iteration_dominant_eigenvalue():
     res = power_iteration(A, jax.random.key(0), maxiter=200, tol=1e-12)
     assert int(res.status) == Status.CONVERGED
     np.testing.assert_allclose(float(res.eigenvalue), 3.0, rtol=1e-8)
+    assert res.check() is res
     short = power_iteration(A, jax.random.key(0), maxiter=2, tol=0.0)
     assert int(short.status) == Status.MAX_ITERATIONS and int(short.iterations) == 2
+    with pytest.raises(SolverError, match="max_iterations"):
+        short.check()

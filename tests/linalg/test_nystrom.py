@@ -223,3 +223,48 @@ def test_adaptive_rank():
     small = _psd(0.6 ** np.arange(6), 9)
     res = nystrom_pcg(small, np.ones(6), mu, "adaptive", jax.random.key(0), tol=1e-10)
     assert res.reason == Status.CONVERGED and int(res.iterations) <= 2
+
+
+def _gram(v, X):
+    return (X @ v) @ X
+
+
+def test_eager_nystrom_pcg_on_new_from_matvec_operators_compiles_once():
+    # Three operators of one function with new arrays: one compiled sketch-and-solve program.
+    import contextlib
+    import logging
+
+    @contextlib.contextmanager
+    def compiles():
+        names = []
+
+        class Handler(logging.Handler):
+            def emit(self, record):
+                if record.getMessage().startswith("Compiling "):
+                    names.append(record.getMessage().split()[1])
+
+        handler = Handler(logging.WARNING)
+        logging.getLogger("jax").addHandler(handler)
+        try:
+            with jax.log_compiles():
+                yield names
+        finally:
+            logging.getLogger("jax").removeHandler(handler)
+
+    rng = np.random.default_rng(12)
+    Xs = [jnp.asarray(rng.standard_normal((60, 20))) for _ in range(3)]
+    b, key = jnp.ones(20), jax.random.key(0)
+    per_call, solutions = [], []
+    with compiles() as names:
+        for X in Xs:
+            before = len(names)
+            A = from_matvec(_gram, X, size=20, rmatvec=_gram)
+            solutions.append(nystrom_pcg(A, b, 1e-2, 8, key, tol=1e-10))
+            per_call.append(names[before:])
+    assert sum(n == "jit(_nystrom_pcg)" for n in names) == 1, names
+    assert per_call[1] == [] and per_call[2] == [], per_call
+    for X, res in zip(Xs, solutions, strict=True):
+        assert res.check().status == Status.CONVERGED
+        X = np.asarray(X)
+        np.testing.assert_allclose(res.x, np.linalg.solve(X.T @ X + 1e-2 * np.eye(20), b),
+                                   rtol=1e-7)

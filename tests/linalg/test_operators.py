@@ -12,6 +12,7 @@ from jax.experimental import sparse as jsparse
 
 import precond.linalg.operators as operators
 from precond.linalg import (
+    CongruenceOperator,
     DenseOperator,
     DiagonalOperator,
     IdentityOperator,
@@ -19,6 +20,8 @@ from precond.linalg import (
     SparseOperator,
     as_operator,
     as_scipy,
+    cg,
+    congruence,
     from_matvec,
     to_dense,
 )
@@ -209,3 +212,59 @@ def test_pytree_round_trip_through_jit():
         assert type(back) is type(op) and back.shape == op.shape
         out = jax.jit(lambda o, x: o.matvec(x))(op, v)
         np.testing.assert_allclose(out, op.matvec(v), rtol=1e-12)
+
+
+def _gram(v, X):
+    return (X @ v) @ X
+
+
+def test_from_matvec_is_closure_free():
+    X = np.random.default_rng(6).standard_normal((7, 4))
+    op = from_matvec(_gram, X, size=4, rmatvec=_gram)
+    leaves, treedef = jax.tree_util.tree_flatten(op)
+    assert len(leaves) == 1 and isinstance(leaves[0], jax.Array)  # numpy moved to the device
+    other = from_matvec(_gram, 2 * X, size=4, rmatvec=_gram)
+    assert jax.tree_util.tree_structure(other) == treedef  # same static data: no recompile
+    np.testing.assert_allclose(to_dense(op), X.T @ X, rtol=1e-12)
+    np.testing.assert_allclose(to_dense(op.T), X.T @ X, rtol=1e-12)
+    # dtype from the params (float32 here, although x64 is on), or the default float
+    assert from_matvec(_gram, X.astype(np.float32), size=4).dtype == jnp.float32
+    assert from_matvec(lambda v, idx: v[idx], np.arange(4), size=4).dtype == jnp.float64
+    with pytest.raises(TypeError, match="pytrees of arrays"):
+        from_matvec(lambda v, f: f(v), np.sin, size=4)
+    with pytest.raises(NotImplementedError, match="rmatvec"):
+        _ = from_matvec(_gram, X, size=4).T
+
+
+def test_congruence_is_s_a_s():
+    A = _spd(6, 7)
+    d = np.linspace(0.5, 2.0, 6)
+    C = congruence(A, DiagonalOperator(d))
+    assert isinstance(C, CongruenceOperator) and C.shape == (6, 6)
+    np.testing.assert_allclose(to_dense(C), np.diag(d) @ A @ np.diag(d), rtol=1e-12)
+    np.testing.assert_allclose(to_dense(C.T), to_dense(C), rtol=1e-12)
+    back = jax.tree_util.tree_unflatten(*reversed(jax.tree_util.tree_flatten(C)))
+    np.testing.assert_allclose(to_dense(back), to_dense(C), rtol=1e-12)
+    with pytest.raises(ValueError, match="congruence"):
+        congruence(A, np.eye(5))
+
+
+def test_scipy_linear_operator_runs_as_a_host_callback():
+    A = _spd(12, 8)
+    b = np.random.default_rng(9).standard_normal(12)
+    lin = spla.aslinearoperator(A)
+    op = as_operator(lin)
+    assert op.shape == (12, 12) and op.dtype == np.float64
+    np.testing.assert_allclose(op @ b, A @ b, rtol=1e-12)
+    np.testing.assert_allclose(to_dense(op), A, rtol=1e-12)  # matmat: one host call
+    res = cg(lin, b, tol=1e-10)  # accepted wherever an operator is, also inside cg's jit
+    np.testing.assert_allclose(res.x, np.linalg.solve(A, b), rtol=1e-8)
+    V = np.random.default_rng(10).standard_normal((3, 12))
+    np.testing.assert_allclose(jax.vmap(op.matvec)(V), V @ A.T, rtol=1e-12)  # sequential
+    np.testing.assert_allclose(op.T @ b, A.T @ b, rtol=1e-12)
+    with pytest.raises(TypeError, match=r"from_matvec\(fn, \*params, size=n\)"):
+        as_operator(lambda v: v)  # a bare function still gets the from_matvec hint
+
+
+def test_identity_defaults_to_the_default_float():
+    assert IdentityOperator(3).dtype == jnp.float64  # x64 is on in the tests
