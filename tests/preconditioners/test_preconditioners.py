@@ -288,3 +288,41 @@ def test_lbfgs_secant_and_spd():
     # A pair violating sᵀy > 0 is skipped.
     s2 = upd(s, jnp.asarray(ws[-1] + 1.0), jnp.asarray(H @ ws[-1]) - 1.0)
     np.testing.assert_array_equal(s2.S, s.S)
+
+
+def _all_preconditioners(loss, model_fn, n):
+    return [pc.identity(), pc.jacobi(loss, num_samples=2), pc.adagrad(), pc.rmsprop(),
+            pc.adam(), pc.spectral(rank=1, loss_fn=loss, num_steps=n),
+            pc.nystrom(rank=2, loss_fn=loss), pc.lbfgs(memory_size=2),
+            pc.cg_hessian(loss, maxiter=3), pc.cg_ggn(model_fn, "mse", maxiter=3)]
+
+
+def test_one_protocol_for_every_preconditioner():
+    # init → update (all three keywords, each ignoring what it does not use) → apply →
+    # apply_and_update → inverse_operator → release, under one jit; apply is solve.
+    n = 4
+    X = jnp.asarray(np.random.default_rng(0).standard_normal((8, n)))
+    batch = (X, jnp.ones(8))
+    model_fn = lambda p, x: x @ p["w"]  # noqa: E731
+    loss = lambda p, b: 0.5 * jnp.mean((model_fn(p, b[0]) - b[1]) ** 2)  # noqa: E731
+    params = {"w": jnp.full(n, 0.1)}
+    g = jax.grad(loss)(params, batch)
+    for p in _all_preconditioners(loss, model_fn, n):
+        assert p.solve is p.apply and p.solve_with_state is p.apply_with_state
+
+        @jax.jit
+        def step(params, g, key, p=p):
+            s = p.update(p.init(params), params, batch=batch, key=key, grads=g)
+            d, s = p.apply_and_update(s, g)
+            flat = jax.flatten_util.ravel_pytree(g)[0]
+            M_inv = p.inverse_operator(s)
+            return p.apply(s, g), d, M_inv.matvec(flat), p.release(s), M_inv
+
+        d1, d2, d3, s, M1 = step(params, g, jax.random.key(1))
+        assert jax.tree.structure(d1) == jax.tree.structure(params), p.name
+        np.testing.assert_allclose(d1["w"], d2["w"], rtol=1e-10, err_msg=p.name)
+        np.testing.assert_allclose(d3, d1["w"], rtol=1e-10, err_msg=p.name)
+        assert jax.tree.structure(s) == jax.tree.structure(p.init(params)), p.name
+        # M⁻¹ is closure-free: built again at another point, it has the same static data
+        M2 = step(jax.tree.map(lambda a: 2 * a, params), g, jax.random.key(2))[-1]
+        assert jax.tree.structure(M1) == jax.tree.structure(M2), p.name
