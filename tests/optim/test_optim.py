@@ -171,22 +171,3 @@ def test_registry_and_bad_args():
     opt = lbfgs()
     with pytest.raises(TypeError, match="loss_fn.*value_fn"):
         opt.update({"w": jnp.ones(2)}, opt.init({"w": jnp.ones(2)}), {"w": jnp.ones(2)})
-
-
-def test_lbfgs_builds_value_fn_from_batch():
-    loss_fn = lambda p, b: 0.5 * jnp.sum((p["w"] - b) ** 2)  # noqa: E731
-    opt, ref = lbfgs(loss_fn=loss_fn), optax.lbfgs(
-        linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=20))
-    params, b = {"w": jnp.zeros(3)}, jnp.arange(3.0)
-
-    @jax.jit
-    def both(p):
-        g = jax.grad(loss_fn)(p, b)
-        u, _ = opt.update(g, opt.init(p), p, batch=b)  # value and value_fn built inside
-        u_ref, _ = ref.update(g, ref.init(p), p, value=loss_fn(p, b), grad=g,
-                              value_fn=lambda q: loss_fn(q, b))
-        return u, u_ref
-
-    u, u_ref = both(params)
-    np.testing.assert_allclose(u["w"], u_ref["w"], rtol=1e-10)
-    assert loss_fn(optax.apply_updates(params, u), b) < loss_fn(params, b)
