@@ -52,6 +52,11 @@ def noise_level(grad_samples, M_inv=None) -> NoiseLevel:
 
     The standard error treats t_b = B/(B−1)·(g_b − ḡ)ᵀM⁻¹(g_b − ḡ) (whose mean is K̂) as
     independent: std(t)/√B; for Gaussian gradients it estimates √(2 tr((M⁻¹Σ)²)/B).
+    M⁻¹ is applied to the B rows in one compiled program (``M_inv.linearize()`` once).
+
+    Args:
+      grad_samples: the g_b, (B, n) or a stacked pytree, B ≥ 2.
+      M_inv: M⁻¹ (operator, array, scipy operator or callable), shape (n, n); None: M = I.
     """
     G = stack_gradients(grad_samples)
     B, n = G.shape
