@@ -35,7 +35,7 @@ import optax
 from precond import preconditioners as pc
 from precond.validation import check_options, check_positive
 
-from ._objective import full_batch_default, objective, objective_at_update, structural_int
+from ._objective import evaluate, step_objective, structural_int
 from .nncg import nncg
 from .osgm import osgm
 from .preconditioned_sgd import preconditioned_sgd
@@ -136,8 +136,8 @@ def lbfgs(learning_rate: optax.ScalarOrSchedule | None = None, *, loss_fn: Calla
                   value_fn=None, **extra):
         if params is None:
             raise ValueError("lbfgs needs params: update(grads, state, params, batch=…)")
-        f = objective_at_update(loss_fn, value_fn, "lbfgs")
-        fixed = lambda p: f(p, batch)  # noqa: E731
+        fn, batch = step_objective(loss_fn, value_fn, batch, "lbfgs")
+        fixed = lambda p: evaluate(fn, p, batch)  # noqa: E731
         if grad is None:
             value, grad = jax.value_and_grad(fixed)(params)
         elif value is None:
@@ -168,9 +168,8 @@ def cg_hessian(learning_rate: optax.ScalarOrSchedule, loss_fn: Callable, *,
       momentum: heavy-ball β on the directions (None: none).
     """
     maxiter = structural_int(maxiter, "maxiter", 10)
-    return full_batch_default(preconditioned_sgd(learning_rate, pc.cg_hessian(
-        objective(loss_fn), damping=damping, maxiter=maxiter, warm_start=warm_start),
-        momentum=momentum))
+    return preconditioned_sgd(learning_rate, pc.cg_hessian(
+        loss_fn, damping=damping, maxiter=maxiter, warm_start=warm_start), momentum=momentum)
 
 
 def cg_ggn(learning_rate: optax.ScalarOrSchedule, model_fn: Callable, output_loss, *,
@@ -200,7 +199,7 @@ def _curvature(loss_fn, model_fn, output_loss) -> dict:
     the Hessian of ``loss_fn``."""
     if model_fn is not None and output_loss is not None:
         return {"model_fn": model_fn, "output_loss": output_loss}
-    return {"loss_fn": None if loss_fn is None else objective(loss_fn)}
+    return {"loss_fn": loss_fn}
 
 
 def nystrom_sgd(learning_rate: optax.ScalarOrSchedule, *, key: jax.Array,
@@ -224,9 +223,9 @@ def nystrom_sgd(learning_rate: optax.ScalarOrSchedule, *, key: jax.Array,
     """
     rank = structural_int(rank, "rank", 10)
     update_every = structural_int(update_every, "update_every", 10)
-    return full_batch_default(preconditioned_sgd(learning_rate, pc.nystrom(
+    return preconditioned_sgd(learning_rate, pc.nystrom(
         rank=rank, **_curvature(loss_fn, model_fn, output_loss), damping=damping,
-        update_every=update_every), momentum=momentum, key=key))
+        update_every=update_every), momentum=momentum, key=key)
 
 
 def spectral_sgd(learning_rate: optax.ScalarOrSchedule, *, key: jax.Array,
@@ -250,9 +249,9 @@ def spectral_sgd(learning_rate: optax.ScalarOrSchedule, *, key: jax.Array,
     """
     rank = structural_int(rank, "rank", 10)
     update_every = structural_int(update_every, "update_every", 10)
-    return full_batch_default(preconditioned_sgd(learning_rate, pc.spectral(
+    return preconditioned_sgd(learning_rate, pc.spectral(
         rank=rank, **_curvature(loss_fn, model_fn, output_loss), which=which, target=target,
-        update_every=update_every), momentum=momentum, key=key))
+        update_every=update_every), momentum=momentum, key=key)
 
 
 OPTIMIZERS: dict[str, Callable] = {

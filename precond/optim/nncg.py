@@ -15,7 +15,7 @@ from precond.linalg import NystromPreconditioner, Status, cg, from_matvec, nystr
 from precond.linalg.nystrom import NystromApprox
 from precond.validation import check_fraction, check_key, check_positive
 
-from ._objective import FULL_BATCH, objective_at_update, structural_int
+from ._objective import evaluate, step_objective, structural_int
 
 __all__ = ["NNCGInfo", "NNCGState", "nncg"]
 
@@ -184,14 +184,13 @@ def nncg(
         del extra
         if params is None:
             raise ValueError("nncg needs params: update(grads, state, params, batch=…)")
-        f_tree = objective_at_update(loss_fn, value_fn, "nncg")
-        batch = FULL_BATCH if batch is None else batch
+        fn, batch = step_objective(loss_fn, value_fn, batch, "nncg")
         w, unravel = ravel(params)
         dtype = w.dtype
         rhs = ravel(updates)[0].astype(dtype)
-        g_lin, hvp = hessian_linear_map(f_tree, params, batch)  # one linearization per step
+        g_lin, hvp = hessian_linear_map(fn, params, batch)  # one linearization per step
         g = g_lin.astype(dtype) if grad is None else ravel(grad)[0].astype(dtype)
-        f = lambda x: f_tree(unravel(x), batch)  # noqa: E731
+        f = lambda x: evaluate(fn, unravel(x), batch)  # noqa: E731
         H = from_matvec(hvp, size=w.size, dtype=dtype, rmatvec=hvp)  # built inside this trace
         rank = state.approx.eigenvalues.shape[0]
 

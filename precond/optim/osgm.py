@@ -40,7 +40,7 @@ from jax.flatten_util import ravel_pytree
 from precond.linalg import Status, check_status
 from precond.validation import check_int, check_nonnegative, check_positive
 
-from ._objective import objective_at_update
+from ._objective import evaluate, step_objective
 
 __all__ = ["OSGMHistory", "OSGMResult", "OSGMState", "osgm", "osgm_minimize"]
 
@@ -431,7 +431,8 @@ def osgm(
         dt = x_t.dtype
         g_t = ravel_pytree(updates if grad is None else grad)[0].astype(dt)
         if value is None:
-            value = objective_at_update(loss_fn, value_fn, "osgm")(params, batch)
+            fn, batch = step_objective(loss_fn, value_fn, batch, "osgm")
+            value = evaluate(fn, params, batch)
         f_t = jnp.asarray(value, dt)
         first = state.count == 0
         Lv = jnp.asarray(1.0 if L is None else L, dt)

@@ -32,17 +32,6 @@ class PreconditionerState(NamedTuple):
     key: jax.Array | None
 
 
-def _apply_and_update(preconditioner: Preconditioner, state, g):
-    """(M⁻¹g, state): the protocol's ``apply`` (``solve`` before it was renamed), keeping what
-    the solve learned (warm starts, CG counts) when the preconditioner reports it."""
-    for name in ("apply_and_update", "solve_and_update"):
-        fn = getattr(preconditioner, name, None)
-        if fn is not None:
-            return fn(state, g)
-    apply = getattr(preconditioner, "apply", None) or preconditioner.solve
-    return apply(state, g), state
-
-
 def scale_by_preconditioner(preconditioner: Preconditioner, *, key: jax.Array | None = None,
                             ) -> optax.GradientTransformationExtraArgs:
     """updates ↦ M⁻¹ updates, after refreshing M at ``params`` on ``batch``.
@@ -75,7 +64,7 @@ def scale_by_preconditioner(preconditioner: Preconditioner, *, key: jax.Array | 
             new_key, sub = jax.random.split(state.key)
         pstate = preconditioner.update(state.precond_state, params, batch=batch, key=sub,
                                        grads=updates)
-        direction, pstate = _apply_and_update(preconditioner, pstate, updates)
+        direction, pstate = preconditioner.apply_and_update(pstate, updates)
         pstate = preconditioner.release(pstate)
         return direction, PreconditionerState(pstate, new_key)
 
