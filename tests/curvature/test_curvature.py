@@ -341,18 +341,23 @@ def test_cg_loop_replays_the_linear_map_without_a_forward_pass(kind):
 def test_linearized_operator_and_linear_maps_match_plain_products(kind):
     params, model_fn, loss_fn, batch = _setup("dict", "softmax_cross_entropy", seed=3)
     flat, _ = ravel_pytree(params)
-    if kind == "hessian":
-        op = hessian_operator(loss_fn, params, batch)
-        g, mv = hessian_linear_map(loss_fn, params, batch)
-    else:
-        op = (ggn_operator if kind == "ggn" else fisher_operator)(
-            model_fn, "softmax_cross_entropy", params, batch)
-        g, mv = ggn_linear_map(model_fn, "softmax_cross_entropy", params, batch)
     V = _vectors(flat.size, 2, 11)
-    lin = op.linearize()
-    for j in range(2):
-        np.testing.assert_allclose(lin.matvec(V[:, j]), op.matvec(V[:, j]), atol=TOL)
-        np.testing.assert_allclose(mv(V[:, j]), op.matvec(V[:, j]), atol=TOL)
+
+    @jax.jit
+    def products(params, V):
+        if kind == "hessian":
+            op = hessian_operator(loss_fn, params, batch)
+            g, mv = hessian_linear_map(loss_fn, params, batch)
+        else:
+            op = (ggn_operator if kind == "ggn" else fisher_operator)(
+                model_fn, "softmax_cross_entropy", params, batch)
+            g, mv = ggn_linear_map(model_fn, "softmax_cross_entropy", params, batch)
+        plain = jax.vmap(op.matvec, 1, 1)(V)
+        return plain, op.linearize().matmat(V), jax.vmap(mv, 1, 1)(V), g, op
+
+    plain, lin, replayed, g, op = products(params, V)
+    np.testing.assert_allclose(lin, plain, atol=TOL)
+    np.testing.assert_allclose(replayed, plain, atol=TOL)
     np.testing.assert_allclose(g, ravel_pytree(jax.grad(loss_fn)(params, batch))[0], atol=TOL)
     leaves = jax.tree.leaves(op)
     assert len(leaves) == len(jax.tree.leaves((params, batch)))  # arrays only: no closures
