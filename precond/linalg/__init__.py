@@ -1,6 +1,10 @@
 """Matrix-free linear algebra: operators, PCG, randomized Nyström, Lanczos, spectra, traces.
 
-Everything works on flat 1-D arrays and knows nothing of models, losses or pytrees.
+Everything works on flat 1-D arrays and knows nothing of models, losses or pytrees.  Operators
+are closure-free pytrees (``from_matvec(fn, *params, size=n)`` keeps its arrays as leaves), so a
+new operator of the same kind and shapes reuses every compiled solver; solvers call
+``A.linearize()`` once, before their loop.  A scipy ``LinearOperator`` is accepted wherever an
+operator is (a host callback).
 """
 
 from .cg import CGResult as CGResult
