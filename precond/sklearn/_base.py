@@ -1,23 +1,65 @@
-"""Shared pieces of the estimators: input checks, shape buckets, the NysADMM call."""
+"""Shared pieces of the estimators: precision, input checks, shape buckets, the NysADMM call.
+
+Precision: scikit-learn computes in float64, so the estimators do too, whatever the global
+``jax_enable_x64`` says.  Every public method that reaches JAX runs inside
+``jax.enable_x64(True)`` (or ``False`` for ``dtype=np.float32``), a thread-local configuration
+context entered by the method itself — so it also holds in threads and in the fresh processes of
+joblib's loky backend (``GridSearchCV(n_jobs=2)``), which never see a global switch made by the
+caller.  Fitted attributes and outputs are float64 numpy arrays.
+"""
 
 from __future__ import annotations
 
-import numbers
+import functools
 import warnings
 
 import jax
 import numpy as np
 import scipy.sparse as sp
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_random_state
 
 from precond.composite import nysadmm
+from precond.linalg import Status
+from precond.validation import check_int, check_positive
 
 # Small problems are zero-padded to a few bucket shapes (rows of weight 0, columns of zeros — the
 # solution does not change) so that each estimator compiles its jitted solver once for all small
 # data sets instead of once per shape; larger problems run at their exact shape.
 _MIN_ROWS, _MAX_PAD_ROWS = 256, 4096
 _MIN_COLS, _MAX_PAD_COLS = 32, 1024
+# Sparse X whose padded dense form has at most this many entries is densified: at that size a
+# dense product costs no more, and the fit reuses the dense data's compiled solver.
+_DENSIFY_MAX = 1 << 16
+_DTYPES = {np.dtype(np.float64): True, np.dtype(np.float32): False}  # dtype → x64 switch
+
+
+def compute_dtype(est) -> np.dtype:
+    """The estimator's ``dtype`` parameter as a numpy dtype (float64 or float32)."""
+    try:
+        dtype = np.dtype(est.dtype)
+    except TypeError:
+        dtype = None
+    if dtype not in _DTYPES:
+        raise ValueError(f"dtype must be np.float64 or np.float32, got {est.dtype!r}")
+    return dtype
+
+
+def in_precision(method):
+    """Run an estimator method with ``jax_enable_x64`` set for the estimator's ``dtype``.
+
+    ``jax.enable_x64`` is a thread-local configuration context: it applies to whatever JAX does
+    inside the method (arrays created, functions traced and compiled — the jit cache keys on it)
+    and is undone on return, so the caller's setting is untouched.
+    """
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with jax.enable_x64(_DTYPES[compute_dtype(self)]):
+            return method(self, *args, **kwargs)
+
+    return wrapper
 
 
 def _bucket(n: int, low: int, high: int) -> int:
@@ -26,10 +68,23 @@ def _bucket(n: int, low: int, high: int) -> int:
     return max(low, 1 << (int(n) - 1).bit_length())
 
 
-def pad(X, y, sample_weight):
-    """Zero-pad X (rows and columns), y and sample_weight (with zeros) to the bucket shape."""
+def pad(X, sample_weight, dtype):
+    """X (rows and columns) and sample_weight (with zeros) zero-padded to the bucket shape.
+
+    Args:
+      X: (n, d) numpy array or scipy.sparse matrix.
+      sample_weight: (n,) weights or None (ones).
+      dtype: the float dtype the solver computes in.
+
+    Returns:
+      (X, w) of shapes (n₂, d₂) and (n₂,), n₂ ≥ n, d₂ ≥ d, in ``dtype`` (X sparse only if it
+      was and its dense form would exceed ``_DENSIFY_MAX`` entries); pad targets to n₂ rows
+      with :func:`pad_rows`.
+    """
     n, d = X.shape
     n2, d2 = _bucket(n, _MIN_ROWS, _MAX_PAD_ROWS), _bucket(d, _MIN_COLS, _MAX_PAD_COLS)
+    if sp.issparse(X) and n2 * d2 <= _DENSIFY_MAX:
+        X = X.toarray()
     if sp.issparse(X):
         # Also bucket the number of stored entries (explicit zeros at (0, 0), kept by COO), since
         # it is part of the sparse array's shape for jit.
@@ -37,21 +92,30 @@ def pad(X, y, sample_weight):
         nnz = X.nnz
         nnz2 = max(1024, 1 << max(nnz - 1, 0).bit_length()) if nnz <= 1 << 22 else nnz
         extra = nnz2 - nnz
-        X = sp.coo_matrix((np.concatenate([X.data, np.zeros(extra)]),
+        X = sp.coo_matrix((np.concatenate([X.data, np.zeros(extra)]).astype(dtype),
                            (np.concatenate([X.row, np.zeros(extra, X.row.dtype)]),
                             np.concatenate([X.col, np.zeros(extra, X.col.dtype)]))),
                           shape=(n2, d2))
     else:
-        X = np.pad(X, ((0, n2 - n), (0, d2 - d)))
-    y = np.pad(np.asarray(y, float), (0, n2 - n))
-    w = np.ones(n) if sample_weight is None else np.asarray(sample_weight, float)
-    return X, y, np.pad(w, (0, n2 - n))
+        X = np.pad(np.asarray(X, dtype), ((0, n2 - n), (0, d2 - d)))
+    w = np.ones(n, dtype) if sample_weight is None else sample_weight
+    return X, pad_rows(w, n2, dtype)
+
+
+def pad_rows(v, n2: int, dtype, value: float = 0.0) -> np.ndarray:
+    """A (n,) vector padded with ``value`` to (n₂,), in ``dtype``."""
+    v = np.asarray(v, dtype)
+    return np.pad(v, (0, n2 - v.shape[0]), constant_values=value)
 
 
 def check_sample_weight(sample_weight, n: int):
+    """``sample_weight`` as a float64 (n,) array (a scalar is broadcast), or None.
+
+    Raises ``ValueError`` unless finite, ≥ 0 and not all zero.
+    """
     if sample_weight is None:
         return None
-    w = np.asarray(sample_weight, dtype=float)
+    w = np.asarray(sample_weight, dtype=np.float64)
     if w.ndim == 0:
         w = np.full(n, float(w))
     if w.shape != (n,):
@@ -63,20 +127,6 @@ def check_sample_weight(sample_weight, n: int):
     return w
 
 
-def check_param(value, name: str, *, low: float = 0.0, strict: bool = False,
-                high: float | None = None) -> float:
-    """A real hyperparameter in its range, else ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    v = float(value)
-    bad = not np.isfinite(v) or v < low or (strict and v == low) or (high is not None and v > high)
-    if bad:
-        rng = f"{'(' if strict else '['}{low}, {high if high is not None else 'inf'}"
-        rng += "]" if high is not None else ")"
-        raise ValueError(f"{name} must be in {rng}, got {value!r}")
-    return v
-
-
 def seed_key(random_state) -> jax.Array:
     """A jax key from scikit-learn's random_state (None → a fixed seed 0, for reproducibility)."""
     if random_state is None:
@@ -85,20 +135,60 @@ def seed_key(random_state) -> jax.Array:
     return jax.random.key(int(rs.randint(0, 2**31 - 1)))
 
 
+class OneVsRestClassifier(ClassifierMixin, BaseEstimator):
+    """A classifier made of binary problems, one-vs-rest: shared label handling and predict.
+
+    Subclasses fit one binary problem per column of :meth:`_binary_targets` and define
+    ``decision_function`` returning (n,) scores for two classes (> 0: ``classes_[1]``), else
+    (n, k) scores, one per class.
+    """
+
+    def _binary_targets(self, y) -> np.ndarray:
+        """Set ``classes_``; return the ±1 targets of each binary problem, shape (k', n).
+
+        Two classes give one problem (``classes_[1]`` ↦ +1); k > 2 classes give k problems,
+        problem j labelling ``classes_[j]`` +1 and every other class −1.  A single class is a
+        ``ValueError``.
+        """
+        check_classification_targets(y)
+        classes = np.unique(y)
+        if classes.shape[0] < 2:
+            raise ValueError(f"{type(self).__name__} needs samples of at least 2 classes; y has "
+                             f"one class: {classes.tolist()}")
+        self.classes_ = classes
+        positive = classes[1:] if classes.shape[0] == 2 else classes
+        return np.where(y[None, :] == positive[:, None], 1.0, -1.0)
+
+    def predict(self, X):
+        """The class of each row of X (n, d): the sign of the score, or its argmax over classes."""
+        scores = self.decision_function(X)  # checks fitted first
+        index = (scores > 0).astype(int) if scores.ndim == 1 else np.argmax(scores, axis=1)
+        return self.classes_[index]
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
 def solve(est, problem):
-    """nysadmm with the estimator's solver settings; sets n_iter_ and returns the result."""
-    if not isinstance(est.max_iter, numbers.Integral) or est.max_iter < 1:
-        raise ValueError(f"max_iter must be an int ≥ 1, got {est.max_iter!r}")
-    if not isinstance(est.rank, numbers.Integral) or est.rank < 1:
-        raise ValueError(f"rank must be an int ≥ 1, got {est.rank!r}")
-    check_param(est.tol, "tol", strict=True)
-    result = nysadmm(problem, rho=est.rho, rank=int(est.rank), tol=float(est.tol),
-                     max_iter=int(est.max_iter), key=seed_key(est.random_state))
-    if result.status == 4:  # nonfinite
-        raise FloatingPointError("NysADMM produced non-finite values; " + result.reason.message)
-    if not result.converged:
-        warnings.warn(f"NysADMM did not converge in {result.iterations} iterations (criterion "
-                      f"{result.criterion:.2e}, primal residual {result.primal_residual:.2e}); "
-                      "raise max_iter or loosen tol", ConvergenceWarning, stacklevel=3)
-    est.n_iter_ = result.iterations
+    """nysadmm with the estimator's solver settings; warns if it did not converge.
+
+    Raises ``FloatingPointError`` if the iterates became non-finite.
+    """
+    max_iter = check_int(est.max_iter, "max_iter", low=1)
+    rank = check_int(est.rank, "rank", low=1)
+    tol = check_positive(est.tol, "tol")
+    result = nysadmm(problem, rho=est.rho, rank=rank, tol=tol, max_iter=max_iter,
+                     key=seed_key(est.random_state))
+    status = Status(int(result.status))
+    if status == Status.NONFINITE:
+        raise FloatingPointError("NysADMM produced non-finite values; " + status.message)
+    if status != Status.CONVERGED:
+        crit = float(result.criterion)
+        detail = f", criterion {crit:.2e}" if np.isfinite(crit) else ""
+        warnings.warn(f"NysADMM did not converge in {int(result.iterations)} iterations (primal "
+                      f"residual {float(result.primal_residual):.2e}, dual residual "
+                      f"{float(result.dual_residual):.2e}{detail}); raise max_iter or loosen "
+                      "tol", ConvergenceWarning, stacklevel=4)
     return result

@@ -1,40 +1,82 @@
-"""Binary kernel SVC (RBF or linear kernel) solved in the dual by NysADMM."""
+"""Kernel SVC (RBF or linear kernel) solved in the dual by NysADMM, one-vs-rest for k > 2."""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 import numpy as np
 import scipy.sparse as sp
-from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from precond.composite import linear_kernel, rbf_kernel, svm_dual, svm_intercept
+from precond.validation import check_positive
 
-from ._base import check_param, check_sample_weight, pad, solve
-from .logistic import binary_labels
+from ._base import (
+    OneVsRestClassifier,
+    check_sample_weight,
+    compute_dtype,
+    in_precision,
+    pad,
+    pad_rows,
+    solve,
+)
 
 __all__ = ["SVC"]
 
 
-class SVC(ClassifierMixin, BaseEstimator):
-    """scikit-learn's binary SVC solved in the dual by NysADMM.
+class SVC(OneVsRestClassifier):
+    """scikit-learn's SVC solved in the dual by NysADMM.
+
+    For two classes, with labels yᵢ = ±1 (``classes_[1]`` is +1),
 
     minimize ½αᵀdiag(y)K diag(y)α − 1ᵀα  subject to 0 ≤ αᵢ ≤ C·sᵢ and yᵀα = 0,
 
     LIBSVM's dual with an unpenalized intercept (s is ``sample_weight``).  The constraint
     yᵀα = 0 stays in the prox (projection onto box ∩ hyperplane); the intercept is recovered from
-    the free support vectors as LIBSVM does.  K is the RBF kernel exp(−γ‖x − x'‖²) (γ is
-    ``gamma``: "scale" = 1/(d·Var X), "auto" = 1/d, or a number) or the linear kernel XXᵀ,
-    applied as X(Xᵀv) (formed only as said below); an RBF kernel is formed only for n ≤ 4000
-    and applied block by block above that.  ``tol`` is the Boyd eps_abs = eps_rel tolerance.
-    When Q can be formed and n ≤ 4096 (a formed RBF kernel, or a linear kernel of dense X)
-    nysadmm's x-step is a Cholesky solve with Q + ρI, and for a linear kernel of dense X with
-    fewer features p ≤ 4096 than samples it factors the p×p ρI + VᵀV (Woodbury) for any n; then
-    ``rank`` is unused.  Otherwise it is Nyström PCG of rank ``rank``.
+    the free support vectors as LIBSVM does.  For k > 2 classes one such problem per class,
+    that class against the rest (one-vs-rest; LIBSVM trains one-vs-one pairs and only shapes
+    its scores one-vs-rest, so its multiclass attributes differ).  K is the RBF kernel
+    exp(−γ‖x − x'‖²) or the linear kernel XXᵀ, applied as X(Xᵀv); an RBF kernel is formed for
+    n ≤ 4000 and applied block by block above that.  When Q can be formed and n ≤ 4096 (a
+    formed RBF kernel, or a linear kernel of dense X) nysadmm's x-step is a Cholesky solve with
+    Q + ρI, and for a linear kernel of dense X with fewer features p ≤ 4096 than samples it
+    factors the p×p ρI + VᵀV (Woodbury) for any n; then ``rank`` is unused.  Otherwise it is
+    Nyström PCG of rank ``rank``.
+
+    Args:
+      C: the box bound, > 0.
+      kernel: "rbf" or "linear".
+      gamma: γ of the RBF kernel: "scale" (1/(d·Var X)), "auto" (1/d), or a number > 0.
+      max_iter: NysADMM's iteration cap (per binary problem).
+      tol: the Boyd eps_abs = eps_rel tolerance of the ADMM residuals.  The default 1e-4
+        reaches about LIBSVM's default accuracy (its tol=1e-3 on the KKT violation) in the dual
+        objective; ADMM on the box-constrained dual converges slowly, and 1e-6 may take
+        thousands of iterations.
+      rank: the Nyström sketch size of a PCG x-step.
+      rho: NysADMM's initial penalty ρ > 0, or "auto".
+      random_state: seeds the sketch (None: a fixed seed).
+      dtype: ``np.float64`` (default, whatever ``jax_enable_x64`` says) or ``np.float32``.
+
+    Attributes:
+      classes_: the k sorted class labels.
+      support_: indices of the training rows that are support vectors of any binary problem.
+      support_vectors_: those rows.
+      dual_coef_: yᵢαᵢ of each binary problem on the support vectors (1 or k, n_SV), float64.
+      intercept_: c of each binary problem, (1,) or (k,).
+      n_support_: the number of support vectors of each class.
+      coef_: (1 or k, d) primal weights, linear kernel only.
+      objective_: the dual objective of each binary problem.
+      n_iter_: NysADMM iterations of each binary problem.
+
+    Example:
+      >>> from sklearn.datasets import load_iris
+      >>> from precond.sklearn import SVC
+      >>> X, y = load_iris(return_X_y=True)
+      >>> m = SVC(C=10.0).fit(X, y)
+      >>> m.decision_function(X).shape, m.score(X, y) > 0.9
+      ((150, 3), True)
     """
 
-    def __init__(self, C=1.0, *, kernel="rbf", gamma="scale", max_iter=2000, tol=1e-6, rank=50,
-                 rho="auto", random_state=None):
+    def __init__(self, C=1.0, *, kernel="rbf", gamma="scale", max_iter=2000, tol=1e-5, rank=50,
+                 rho="auto", random_state=None, dtype=np.float64):
         self.C = C
         self.kernel = kernel
         self.gamma = gamma
@@ -43,6 +85,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         self.rank = rank
         self.rho = rho
         self.random_state = random_state
+        self.dtype = dtype
 
     def _gamma(self, X):
         if self.gamma == "scale":
@@ -53,40 +96,45 @@ class SVC(ClassifierMixin, BaseEstimator):
             return 1.0 / (X.shape[1] * var) if var > 0 else 1.0
         if self.gamma == "auto":
             return 1.0 / X.shape[1]
-        return check_param(self.gamma, "gamma", strict=True)
+        return check_positive(self.gamma, "gamma")
 
-    def _kernel_op(self, X):
-        if self.kernel == "linear":
-            return linear_kernel(X)
-        return rbf_kernel(X, self._gamma_)
-
+    @in_precision
     def fit(self, X, y, sample_weight=None):
+        """Fit on X (n, d) (dense or sparse), labels y (n,), optional sample_weight (n,)."""
         if self.kernel not in ("rbf", "linear"):
             raise ValueError(f"kernel must be 'rbf' or 'linear', got {self.kernel!r}")
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64)
-        C = check_param(self.C, "C", strict=True)
-        yb = binary_labels(self, y)
-        sw = check_sample_weight(sample_weight, X.shape[0])
+        C = check_positive(self.C, "C")
+        targets = self._binary_targets(y)
         self._gamma_ = self._gamma(X) if self.kernel == "rbf" else None
+        dtype = compute_dtype(self)
         n = X.shape[0]
-        Xp, yp, wp = pad(X, yb, sw)
-        yp = np.where(wp > 0, yp, 1.0)
-        problem = svm_dual(self._kernel_op(Xp), yp, C, sample_weight=wp)
-        result = solve(self, problem)
-        alpha = result.z
-        self.intercept_ = np.array([float(svm_intercept(problem, alpha))])
-        alpha = np.asarray(alpha)[:n]
-        support = np.flatnonzero(alpha > 1e-8 * C)
+        Xp, wp = pad(X, check_sample_weight(sample_weight, n), dtype)
+        K = linear_kernel(Xp) if self.kernel == "linear" else rbf_kernel(Xp, self._gamma_)
+        alphas, intercepts, objectives, iterations = [], [], [], []
+        for yb in targets:  # same shapes: the solver compiles once for all k problems
+            problem = svm_dual(K, pad_rows(yb, Xp.shape[0], dtype, value=1.0), C,
+                               sample_weight=wp)
+            result = solve(self, problem)
+            intercepts.append(float(svm_intercept(problem, result.z)))
+            objectives.append(float(problem.objective(result.z)))
+            iterations.append(int(result.iterations))
+            alphas.append(np.asarray(result.z, np.float64)[:n])
+        alpha = np.stack(alphas)  # (k', n)
+        support = np.flatnonzero(np.any(alpha > 1e-8 * C, axis=0))
         self.support_ = support
         self.support_vectors_ = X[support]
-        self.dual_coef_ = (yb[support] * alpha[support])[None, :]
-        self.n_support_ = np.array([np.sum(yb[support] < 0), np.sum(yb[support] > 0)])
-        self.objective_ = float(problem.objective(result.z))
+        self.dual_coef_ = targets[:, support] * alpha[:, support]
+        self.intercept_ = np.asarray(intercepts, np.float64)
+        self.n_support_ = np.array([np.sum(y[support] == c) for c in self.classes_])
+        self.objective_ = np.asarray(objectives, np.float64)
+        self.n_iter_ = np.asarray(iterations)
         if self.kernel == "linear":
-            self.coef_ = np.asarray(self.dual_coef_ @ self.support_vectors_).reshape(1, -1)
+            self.coef_ = np.asarray(self.dual_coef_ @ self.support_vectors_)
         return self
 
     def decision_function(self, X):
+        """Scores Σᵢ yᵢαᵢK(x, xᵢ) + c of X (n, d): (n,) for two classes, else (n, k)."""
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse="csr", dtype=np.float64, reset=False)
         S = self.support_vectors_
@@ -96,16 +144,7 @@ class SVC(ClassifierMixin, BaseEstimator):
         else:
             Xd = X.toarray() if sp.issparse(X) else X
             Sd = S.toarray() if sp.issparse(S) else S
-            d2 = (np.sum(Xd**2, 1)[:, None] + np.sum(Sd**2, 1)[None] - 2 * Xd @ Sd.T)
-            k = np.asarray(jnp.exp(-self._gamma_ * jnp.maximum(d2, 0.0)))
-        return k @ self.dual_coef_[0] + self.intercept_[0]
-
-    def predict(self, X):
-        scores = self.decision_function(X)  # checks fitted first
-        return self.classes_[(scores > 0).astype(int)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
-        tags.classifier_tags.multi_class = False
-        return tags
+            d2 = np.sum(Xd**2, 1)[:, None] + np.sum(Sd**2, 1)[None] - 2 * Xd @ Sd.T
+            k = np.exp(-self._gamma_ * np.maximum(d2, 0.0))
+        scores = k @ self.dual_coef_.T + self.intercept_
+        return scores.ravel() if scores.shape[1] == 1 else scores
