@@ -135,7 +135,7 @@ def seed_key(random_state) -> jax.Array:
     return jax.random.key(int(rs.randint(0, 2**31 - 1)))
 
 
-class OneVsRestClassifier(ClassifierMixin, BaseEstimator):
+class OneVsRestBase(ClassifierMixin, BaseEstimator):
     """A classifier made of binary problems, one-vs-rest: shared label handling and predict.
 
     Subclasses fit one binary problem per column of :meth:`_binary_targets` and define

@@ -10,7 +10,7 @@ from precond.composite import data_operator, l1_logistic
 from precond.validation import check_fraction, check_positive
 
 from ._base import (
-    OneVsRestClassifier,
+    OneVsRestBase,
     check_sample_weight,
     compute_dtype,
     in_precision,
@@ -49,7 +49,7 @@ def _zero_optimal_intercept(X, y, sample_weight, C: float, l1: float, fit_interc
     return c if np.max(np.abs(grad)) <= l1 else None
 
 
-class LogisticRegression(OneVsRestClassifier):
+class LogisticRegression(OneVsRestBase):
     """scikit-learn's LogisticRegression with ℓ1 / elastic-net penalty, solved by NysADMM.
 
     For two classes, with labels yᵢ = ±1 (``classes_[1]`` is +1),

@@ -10,7 +10,7 @@ from precond.composite import linear_kernel, rbf_kernel, svm_dual, svm_intercept
 from precond.validation import check_positive
 
 from ._base import (
-    OneVsRestClassifier,
+    OneVsRestBase,
     check_sample_weight,
     compute_dtype,
     in_precision,
@@ -22,7 +22,7 @@ from ._base import (
 __all__ = ["SVC"]
 
 
-class SVC(OneVsRestClassifier):
+class SVC(OneVsRestBase):
     """scikit-learn's SVC solved in the dual by NysADMM.
 
     For two classes, with labels yᵢ = ±1 (``classes_[1]`` is +1),
