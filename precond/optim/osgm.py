@@ -38,7 +38,7 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from precond.linalg import Status, check_status
-from precond.validation import check_int, check_nonnegative, check_positive
+from precond.validation import check_int, check_nonnegative, check_positive, float_dtype
 
 from ._objective import evaluate, step_objective
 
@@ -236,8 +236,7 @@ def osgm_minimize(
     if x0.ndim != 1 or x0.shape[0] == 0:
         raise ValueError(f"x0 must be a non-empty 1-D array (n,), got shape {tuple(x0.shape)}; "
                          "flatten a pytree with jax.flatten_util.ravel_pytree first")
-    if not jnp.issubdtype(x0.dtype, jnp.floating):
-        x0 = x0.astype(jnp.result_type(float))
+    x0 = x0.astype(float_dtype(x0))
     out = _osgm_jit(fun, x0, tuple(args), variant=variant, kind=preconditioner,
                     max_evals=int(max_grad_evals), gtol=gtol, L=L, lr=lr, beta_lr=beta_lr,
                     beta0=beta0, f_lower=f_lower, convex=convex)
