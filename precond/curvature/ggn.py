@@ -101,6 +101,8 @@ class GaussNewtonOperator(LinearOperator):
         self.shape = (n, n)
         self.dtype = float_dtype(params) if dtype is None else dtype
 
+    symmetric = True  # Jᵀ H_out J: symmetric-only solvers skip their probe
+
     def matvec(self, v):
         inputs, targets = self.batch
         factor = _factor(self.loss, self.kind)

@@ -78,6 +78,8 @@ class HessianOperator(LinearOperator):
         self.shape = (n, n)
         self.dtype = float_dtype(params) if dtype is None else dtype
 
+    symmetric = True  # a Hessian: symmetric-only solvers skip their probe
+
     def matvec(self, v):
         return flat_apply(lambda u: hvp(self.loss_fn, self.params, self.batch, u), v,
                           self.params)

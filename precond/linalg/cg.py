@@ -11,7 +11,7 @@ from jax import lax
 
 from precond.validation import check_nonnegative, float_dtype, is_concrete
 
-from ._checks import check_square, check_vector
+from ._checks import check_square, check_symmetric, check_vector
 from .operators import LinearOperator, as_operator
 from .status import Status, check_status
 
@@ -23,7 +23,13 @@ _RUNNING = -1
 class CGResult(NamedTuple):
     """Solution of Ax = b and how the solve went.
 
-    ``status`` is an integer :class:`Status` (an array under jit): converged, max_iterations,
+    ``residual_norm`` is the true ‖b − Ax‖, recomputed once after the loop (one extra matvec),
+    and ``converged`` means it meets the tolerance.  ``status`` is an integer :class:`Status`
+    (an array under jit): converged, precision_limited (the recursive residual met the
+    tolerance but the recomputed one does not — with tol = atol = 0 that is stalled
+    instead —, or the loop ran out of iterations with the
+    tolerance below the attainable floor 10·eps·(‖b‖ + ‖Â‖‖x‖), ‖Â‖ estimated from the
+    curvatures pᵀAp/pᵀp CG saw: a relative tol under ~10·eps·κ(A)), max_iterations,
     negative_curvature (pᵀAp ≤ 0), breakdown (rᵀM⁻¹r ≤ 0: M not SPD), nonfinite, or stalled
     (pᵀAp ≤ 0 or rᵀM⁻¹r ≤ 0 once the residual is at the rounding floor eps·(‖b‖ + ‖A‖‖x‖),
     where their sign means nothing: x is as good as the precision allows).  On negative
@@ -66,6 +72,11 @@ def cg(
 
     Stops when ‖b − Ax‖ ≤ max(tol·‖b‖, atol), as ``scipy.sparse.linalg.cg(A, b, rtol=tol,
     atol=atol, M=M)`` does, or after ``maxiter`` iterations (default 10n, scipy's default).
+    The loop tests the recursively updated residual; the result is checked: b − Ax is
+    recomputed once at the end and only it can make the status ``converged`` (see
+    :class:`CGResult` for ``precision_limited``).  A must be symmetric: a concrete operator
+    not known to be symmetric is probed once (two products, outside the compiled loop) and
+    a clearly non-symmetric one raises ``ValueError``.
     Differences from scipy and ``jax.scipy.sparse.linalg.cg``: the whole loop is one
     ``lax.while_loop`` (jit-able, no Python per iteration), the result says why it stopped, and
     ``A.linearize()`` is called once before the loop (a Hessian or GGN operator linearizes its
@@ -98,6 +109,7 @@ def cg(
     A = as_operator(A)
     n = check_square(A)
     b = check_vector(b, n, "b")
+    check_symmetric(A, "cg")
     dtype = float_dtype(A.dtype, b.dtype)
     b = b.astype(dtype)
     zero_start = x0 is None
@@ -191,8 +203,28 @@ def _cg_body(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=Fals
     # once here, from the returned x and residual, so the loop carries no ‖x‖ reduction.
     floor = 10 * eps * (bnorm + anorm * jnp.linalg.norm(x))
     failed = (status == Status.BREAKDOWN) | (status == Status.NEGATIVE_CURVATURE)
-    status = jnp.where(failed & (rnorm <= floor), Status.STALLED, status).astype(jnp.int32)
-    return CGResult(x, k, rnorm, status == Status.CONVERGED, status, p)
+    status = jnp.where(failed & (rnorm <= floor), Status.STALLED, status)
+    # Checked result: the recursively updated r drifts from b − Ax by rounding (in float32 or
+    # float16 by orders of magnitude), so one more matvec recomputes the true residual, which
+    # alone decides "converged" and is the residual_norm returned.  The iterates are untouched.
+    true_rnorm = jnp.linalg.norm(b - A.matvec(x))
+    met = true_rnorm <= threshold
+    claimed = status == Status.CONVERGED
+    # A fixed budget (tol = atol = 0) stops early only on an exactly zero recursive residual:
+    # x is then as good as the precision allows, which is what stalled says.
+    status = jnp.where(claimed & ~met,
+                       jnp.where(threshold > 0, Status.PRECISION_LIMITED, Status.STALLED),
+                       status)
+    # The tolerance is out of reach when it lies below the attainable floor
+    # 10·eps·(‖b‖ + ‖Â‖‖x‖), i.e. tol < 10·eps·(1 + ‖Â‖‖x‖/‖b‖) ≲ 10·eps·κ(A): more iterations
+    # would not help, so max_iterations says precision_limited instead (not for a fixed budget,
+    # tol = atol = 0, which asks for no tolerance).
+    out_of_reach = (threshold > 0) & (threshold < floor) & ~met
+    status = jnp.where((status == Status.MAX_ITERATIONS) & out_of_reach,
+                       Status.PRECISION_LIMITED, status)
+    status = jnp.where(claimed & ~jnp.isfinite(true_rnorm), Status.NONFINITE, status)
+    status = status.astype(jnp.int32)
+    return CGResult(x, k, true_rnorm, status == Status.CONVERGED, status, p)
 
 
 _cg = partial(jax.jit, static_argnames=("zero_start",))(_cg_body)

@@ -11,7 +11,7 @@ from jax import lax
 
 from precond.validation import check_int, check_key, float_dtype
 
-from ._checks import check_square, check_vector
+from ._checks import check_square, check_symmetric, check_vector
 from .operators import as_operator
 from .status import Status, check_status
 
@@ -53,7 +53,9 @@ def lanczos(A, num_steps: int, key: jax.Array, *, v0=None) -> LanczosResult:
     Ritz values appear; it costs O(nk) per step, fine for the k ≲ a few hundred used here.  When
     β_j vanishes (an invariant subspace was found) the recurrence restarts from a fresh random
     vector orthogonal to Q with β_j = 0, so T stays a valid (block-diagonal) projection of A.
-    ``A.linearize()`` is called once, before the steps.
+    ``A.linearize()`` is called once, before the steps.  A concrete A not symmetric by
+    construction is probed once for symmetry (one product with a probe pair; a clearly
+    non-symmetric A raises ``ValueError``: its Ritz values would mean nothing).
 
     Args:
       A: symmetric operator A, shape (n, n).
@@ -65,6 +67,7 @@ def lanczos(A, num_steps: int, key: jax.Array, *, v0=None) -> LanczosResult:
     n = check_square(A)
     num_steps = check_int(num_steps, "num_steps", low=1, high=n)
     key = check_key(key)
+    check_symmetric(A, "lanczos")
     dtype = float_dtype(A.dtype)
     k_v0, k_restart = jax.random.split(key)
     if v0 is None:

@@ -57,6 +57,11 @@ class MatvecOperator(LinearOperator):
         return self._matvec(v, *self.params)
 
     @property
+    def symmetric(self) -> bool:
+        """True when built with ``rmatvec`` = ``matvec`` (the caller declared Aᵀ = A)."""
+        return self._rmatvec is not None and self._rmatvec is self._matvec
+
+    @property
     def T(self):
         if self._rmatvec is None:
             raise NotImplementedError("this operator was built without rmatvec")

@@ -24,7 +24,7 @@ from jax.experimental import sparse as jsparse
 from jax.tree_util import register_pytree_node_class
 
 from precond.validation import check_finite_array as check_finite
-from precond.validation import default_float
+from precond.validation import check_real, default_float, float_dtype
 
 from ._checks import as_array
 
@@ -50,6 +50,9 @@ class LinearOperator:
 
     shape: tuple[int, int]
     dtype: Any
+    # True when the operator is symmetric by construction: symmetric-only solvers then skip
+    # their probe (``precond.linalg._checks.check_symmetric``).
+    symmetric: bool = False
 
     def matvec(self, v: jax.Array) -> jax.Array:
         raise NotImplementedError
@@ -72,7 +75,10 @@ class LinearOperator:
     def __mul__(self, scalar) -> LinearOperator:
         if isinstance(scalar, LinearOperator):
             return NotImplemented
-        return ScaledOperator(self, jnp.asarray(scalar, dtype=self.dtype))
+        # The scalar takes the working float dtype, never an integer operator's own dtype
+        # (0.5 as an int is 0); NaN/inf is an error here, not a NaN solve later.
+        scalar = check_real(scalar, "scalar")
+        return ScaledOperator(self, jnp.asarray(scalar, dtype=float_dtype(self.dtype)))
 
     __rmul__ = __mul__
 
@@ -84,8 +90,9 @@ class LinearOperator:
         return self
 
     def shift(self, mu) -> LinearOperator:
-        """The operator A + μI."""
-        return self + IdentityOperator(self.shape[0], self.dtype) * mu
+        """The operator A + μI (μ finite; the identity in the working float dtype)."""
+        mu = check_real(mu, "mu")
+        return self + IdentityOperator(self.shape[0], float_dtype(self.dtype)) * mu
 
     @property
     def T(self) -> LinearOperator:
@@ -97,6 +104,14 @@ class LinearOperator:
 
 def _dtype_of(x):
     return jnp.result_type(x)
+
+
+def _floating(x):
+    """``x`` (an array) promoted to the working float dtype when integer or boolean: an
+    operator never computes in an integer dtype (shifts and scalings would truncate)."""
+    if jnp.issubdtype(x.dtype, jnp.inexact):
+        return x
+    return x.astype(float_dtype(x))
 
 
 @register_pytree_node_class
@@ -117,7 +132,7 @@ class DenseOperator(LinearOperator):
         if _is_scipy_sparse(matrix):
             raise TypeError("DenseOperator got a scipy.sparse matrix; use SparseOperator or "
                             "as_operator, which keep it sparse")
-        matrix = as_array(matrix)
+        matrix = _floating(as_array(matrix))
         if matrix.ndim != 2:
             raise ValueError(f"matrix must be 2-D, got shape {matrix.shape}")
         check_finite(matrix, "matrix")
@@ -237,6 +252,8 @@ class SparseOperator(LinearOperator):
         if not isinstance(matrix, jsparse.BCOO):
             raise TypeError(f"SparseOperator needs a scipy.sparse matrix or a BCOO, got "
                             f"{type(matrix).__name__}")
+        if not jnp.issubdtype(matrix.dtype, jnp.inexact):
+            matrix = jsparse.BCOO((_floating(matrix.data), matrix.indices), shape=matrix.shape)
         self.matrix = matrix
         self.shape = tuple(matrix.shape)
         self.dtype = matrix.dtype
@@ -268,7 +285,7 @@ class DiagonalOperator(LinearOperator):
     """diag(d), shape (n, n)."""
 
     def __init__(self, diagonal):
-        diagonal = jnp.asarray(diagonal)
+        diagonal = _floating(jnp.asarray(diagonal))
         if diagonal.ndim != 1:
             raise ValueError(f"diagonal must be 1-D, got shape {diagonal.shape}")
         check_finite(diagonal, "diagonal")
@@ -281,6 +298,8 @@ class DiagonalOperator(LinearOperator):
 
     def matmat(self, V):
         return self.diagonal[:, None] * V
+
+    symmetric = True
 
     def inverse(self) -> DiagonalOperator:
         return DiagonalOperator(1.0 / self.diagonal)
@@ -304,6 +323,8 @@ class DiagonalOperator(LinearOperator):
 @register_pytree_node_class
 class IdentityOperator(LinearOperator):
     """I of size n; ``dtype`` defaults to the default float (float64 when x64 is on)."""
+
+    symmetric = True
 
     def __init__(self, size: int, dtype=None):
         self.shape = (int(size), int(size))
@@ -336,8 +357,10 @@ class LowRankPlusIdentity(LinearOperator):
     the spectral preconditioner M = I + U(D − I)Uᵀ (s = 1, d = D − 1) and the Nyström one.
     """
 
+    symmetric = True
+
     def __init__(self, U, d, scale=1.0):
-        U = jnp.asarray(U)
+        U = _floating(jnp.asarray(U))
         d = jnp.asarray(d, dtype=U.dtype)
         if U.ndim != 2 or d.shape != (U.shape[1],):
             raise ValueError(f"need U (n, r) and d (r,), got {U.shape} and {d.shape}")
@@ -394,6 +417,10 @@ class SumOperator(LinearOperator):
         self.shape = self.terms[0].shape
         self.dtype = jnp.result_type(*[t.dtype for t in self.terms])
 
+    @property
+    def symmetric(self) -> bool:
+        return all(getattr(t, "symmetric", False) for t in self.terms)
+
     def matvec(self, v):
         out = self.terms[0].matvec(v)
         for t in self.terms[1:]:
@@ -421,6 +448,13 @@ class SumOperator(LinearOperator):
         return cls(children[0])
 
 
+def _scaled_dtype(dtype, scalar):
+    try:
+        return jnp.result_type(dtype, scalar)
+    except TypeError:  # a placeholder leaf (pytree utilities unflatten with None or objects)
+        return dtype
+
+
 @register_pytree_node_class
 class ScaledOperator(LinearOperator):
     """c·A for a scalar c."""
@@ -429,7 +463,11 @@ class ScaledOperator(LinearOperator):
         self.operator = operator
         self.scalar = scalar
         self.shape = operator.shape
-        self.dtype = operator.dtype
+        self.dtype = _scaled_dtype(operator.dtype, scalar)
+
+    @property
+    def symmetric(self) -> bool:
+        return getattr(self.operator, "symmetric", False)
 
     def matvec(self, v):
         return self.scalar * self.operator.matvec(v)
@@ -460,6 +498,10 @@ class CongruenceOperator(LinearOperator):
         self.operator, self.sqrt = operator, sqrt
         self.shape = operator.shape
         self.dtype = jnp.result_type(operator.dtype, sqrt.dtype)
+
+    @property
+    def symmetric(self) -> bool:  # S is symmetric by contract, so SAS is when A is
+        return getattr(self.operator, "symmetric", False)
 
     def matvec(self, v):
         return self.sqrt.matvec(self.operator.matvec(self.sqrt.matvec(v)))

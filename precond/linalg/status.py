@@ -22,6 +22,7 @@ class Status(enum.IntEnum):
     STALLED = 6
     SUCCESS = 7
     STEP_ACCEPTED = 8
+    PRECISION_LIMITED = 9
 
     @property
     def message(self) -> str:
@@ -64,6 +65,12 @@ _MESSAGES = {
     Status.STEP_ACCEPTED: (
         "step accepted: the step met its acceptance test (e.g. sufficient decrease); a single "
         "step says nothing about convergence."
+    ),
+    Status.PRECISION_LIMITED: (
+        "precision limited: the recomputed residual ‖b − Ax‖ does not meet the tolerance, "
+        "which lies below what the working precision can deliver (about 10·eps·(‖b‖ + "
+        "‖A‖‖x‖), i.e. a relative tol under ~10·eps·κ(A)); solve in float64, loosen tol, or "
+        "precondition better (a smaller κ lowers that floor)."
     ),
 }
 

@@ -31,9 +31,13 @@ def test_planted_solution_matches_solve(n, log_cond, seed):
     b = A @ x_true
     tol = 1e-10
     res = cg(A, b, tol=tol)
-    assert res.reason == Status.CONVERGED
-    assert bool(res.converged)
-    # the true residual, recomputed, meets the tolerance up to rounding drift
+    # converged is decided on the recomputed residual; at κ up to 1e6 the recursive one can
+    # drift past tol = 1e-10 (the floor is ~10·eps·κ), and the status says precision_limited
+    assert res.reason in (Status.CONVERGED, Status.PRECISION_LIMITED)
+    assert bool(res.converged) == (res.reason == Status.CONVERGED)
+    if res.converged:
+        assert float(res.residual_norm) <= tol * np.linalg.norm(b)
+    # the iterates are those of the loop: the true residual meets tol up to rounding drift
     assert _true_relres(A, res.x, b) <= 10 * tol
     x_ref = np.linalg.solve(A, b)
     cond = eigs[-1] / eigs[0]
@@ -66,7 +70,13 @@ def test_reference_problems(name):
     dtype = A.dtype
     b = rng.standard_normal(A.shape[0]).astype(dtype)
     res = cg(A, b, tol=tol)
-    assert res.reason == Status.CONVERGED, name
+    if name == "poisson1d_float32":
+        # κ ≈ 700 in float32: the recursive residual meets 1e-5 but the recomputed one lands
+        # just above it (within the slack below), and the checked status says so
+        assert res.reason in (Status.CONVERGED, Status.PRECISION_LIMITED), name
+    else:
+        assert res.reason == Status.CONVERGED, name
+    assert bool(res.converged) == (float(res.residual_norm) <= tol * np.linalg.norm(b))
     assert res.x.dtype == dtype
     Ad = A.toarray() if sp.issparse(A) else A
     rel = _true_relres(Ad.astype(np.float64), np.asarray(res.x, np.float64), b.astype(np.float64))
