@@ -12,6 +12,7 @@ from jax import lax
 
 from precond.glm import SquaredLoss, dense_gram, has_dense_gram
 from precond.linalg import NystromPreconditioner, Status, cg, check_status, nystrom
+from precond.loop import DIVERGENCE_FACTOR
 from precond.validation import (
     check_int,
     check_key,
@@ -52,7 +53,9 @@ class ADMMResult(NamedTuple):
     The scalars are 0-d arrays from the jitted loop (``int()``/``float()`` them for Python
     numbers): ``iterations``, the last ``primal_residual`` ‖x − z‖ and ``dual_residual``
     ρ‖z − z_prev‖, ``converged``, ``status`` (a :class:`precond.linalg.Status` code: converged /
-    max_iterations / nonfinite), the final ``rho``, the last computed natural ``criterion``, the
+    max_iterations / nonfinite / diverged — the objective f(z) + r(z), evaluated every
+    ``check_every`` iterations, grew past ``precond.loop.DIVERGENCE_FACTOR``·max(1, |F(0)|)),
+    the final ``rho``, the last computed natural ``criterion``, the
     total ``cg_iterations``.  ``history`` holds numpy arrays; ``x_solver`` says which x-step ran.
     """
 
@@ -143,7 +146,10 @@ def nysadmm(
     ‖x − prox_{λ‖·‖₁}(x − Aᵀ(Ax − b))‖/(1 + ‖x‖ + ‖Ax − b‖)), evaluated every ``check_every``
     iterations and at the last one (it costs a product with A or G, as much as an x-step;
     ``history.criterion`` is NaN in between); "auto" — natural for least-squares losses, Boyd
-    otherwise.
+    otherwise.  Divergence (``precond.loop``'s rule): every ``check_every`` iterations and at
+    the last the objective F(z) = f(z) + r(z) is evaluated (with the natural criterion, from the
+    same products; otherwise one more product with A or G), and F past
+    ``DIVERGENCE_FACTOR``·max(1, |F(0)|) stops the loop with status ``diverged``.
 
     The whole outer loop is one jitted ``lax.while_loop`` (CG and the sketch refresh inside it):
     for small and medium problems per-iteration dispatch from Python would cost more than the
@@ -257,12 +263,17 @@ def _nysadmm(problem, gram, key, rho0, tol, eps_abs, eps_rel, alpha, max_iter, *
     dtype = _dtype(problem)
     tiny = jnp.finfo(dtype).tiny
     if x_solver == "cholesky":
-        xstep, criterion, refactor, rho, aux = _cholesky_parts(problem, gram, rho0, dtype)
+        xstep, measure, objective, refactor, rho, aux = _cholesky_parts(problem, gram, rho0,
+                                                                        dtype)
     else:
-        xstep, criterion, refactor, rho, aux = _pcg_parts(problem, key, rho0, dtype, rank=rank,
-                                                          sketch_every=sketch_every,
-                                                          cg_maxiter=cg_maxiter)
+        xstep, measure, objective, refactor, rho, aux = _pcg_parts(
+            problem, key, rho0, dtype, rank=rank, sketch_every=sketch_every,
+            cg_maxiter=cg_maxiter)
     zeros = jnp.zeros(d, dtype)
+    # The divergence rule (precond.loop's): F(z) = f(z) + r(z) at a check past
+    # DIVERGENCE_FACTOR·max(1, |F(z₀)|) stops the loop with DIVERGED.
+    limit = DIVERGENCE_FACTOR * jnp.maximum(1.0, jnp.abs(objective(zeros)))
+    nan = jnp.asarray(jnp.nan, dtype)
     sqrt_d = jnp.sqrt(jnp.asarray(d, dtype))
     m = hist_len
     hist0 = tuple(jnp.full((m,), jnp.nan, dtype) for _ in range(3)) + (
@@ -286,18 +297,21 @@ def _nysadmm(problem, gram, key, rho0, tol, eps_abs, eps_rel, alpha, max_iter, *
         scale_d = rho * jnp.linalg.norm(u_new)
         boyd = ((rp_new <= sqrt_d * eps_abs + eps_rel * scale_p)
                 & (rd_new <= sqrt_d * eps_abs + eps_rel * scale_d))
+        # Every check_every-th iteration: the criterion and the objective cost a product with
+        # the data (or G) as large as the x-step itself.
+        check = ((k + 1) % check_every == 0) | (k + 1 >= max_iter)
         if stopping == "natural":
-            # Every check_every-th iteration: the criterion costs a product with the data (or G)
-            # as large as the x-step itself.
-            check = ((k + 1) % check_every == 0) | (k + 1 >= max_iter)
-            crit_new = lax.cond(check, criterion, lambda z: jnp.asarray(jnp.nan, dtype), z_new)
+            crit_new, obj = lax.cond(check, measure, lambda z: (nan, nan), z_new)
             done = check & (crit_new <= tol)
         else:
-            crit_new = jnp.asarray(jnp.nan, dtype)
+            crit_new = nan
+            obj = lax.cond(check, objective, lambda z: nan, z_new)
             done = boyd
+        diverged = check & (jnp.abs(obj) > limit)  # NaN compares False: nonfinite says that
         finite = (jnp.isfinite(rp_new) & jnp.isfinite(rd_new) & jnp.all(jnp.isfinite(z_new))
                   & jnp.all(jnp.isfinite(x_new)))
         status = jnp.where(done, Status.CONVERGED, _RUNNING)
+        status = jnp.where((status == _RUNNING) & diverged, Status.DIVERGED, status)
         status = jnp.where((status == _RUNNING) & (k + 1 >= max_iter), Status.MAX_ITERATIONS,
                            status)
         status = jnp.where(finite, status, Status.NONFINITE).astype(jnp.int32)
@@ -376,7 +390,7 @@ def _pcg_parts(problem, key, rho0, dtype, *, rank, sketch_every, cg_maxiter):
     def refactor(rho_new, approx):
         return approx  # P⁻¹ is rebuilt from the same sketch for any μ = ρ
 
-    return xstep, problem.criterion, refactor, rho, approx
+    return xstep, problem.criterion_and_objective, problem.objective, refactor, rho, approx
 
 
 class _LowRankGram(NamedTuple):
@@ -447,22 +461,32 @@ def _cholesky_parts(problem, gram, rho0, dtype):
     def xstep(k, x, z, u, rho, rp, rd, L):
         return solve(rho * (z - u) + c, L, rho), jnp.int32(0), L
 
+    def value(z, grad):
+        # f(z) = ½zᵀGz − cᵀz (+ ½bᵀWb for a loss) = ½zᵀ(∇f(z) − c) (+ ½β), plus r(z).
+        const = 0.0 if isinstance(problem, QuadraticProblem) else 0.5 * beta
+        return 0.5 * jnp.vdot(z, grad - c) + const + problem.reg.value(z)
+
     def criterion(z):
-        # The problem's criterion from G: ∇f(z) = Gz − c, and ∇ℓ(Az) = w(Az − b) for a loss.
+        # The problem's criterion from G: ∇f(z) = Gz − c, and ∇ℓ(Az) = w(Az − b) for a loss;
+        # with it the objective (no further product).
         grad = apply_q(z) - c
         step = z - problem.reg.prox(z - grad, 1.0)
         if isinstance(problem, QuadraticProblem):
-            return jnp.linalg.norm(step) / (1.0 + jnp.linalg.norm(z) + jnp.linalg.norm(grad))
+            crit = jnp.linalg.norm(step) / (1.0 + jnp.linalg.norm(z) + jnp.linalg.norm(grad))
+            return crit, value(z, grad)
         res = lax.cond(binary,
                        lambda: jnp.sqrt(jnp.maximum(jnp.vdot(z, grad) - jnp.vdot(c, z) + beta,
                                                     0.0)),
                        lambda: jnp.linalg.norm(problem.loss.grad(A.matvec(z))))
-        return jnp.linalg.norm(step) / (1.0 + jnp.linalg.norm(z) + res)
+        return jnp.linalg.norm(step) / (1.0 + jnp.linalg.norm(z) + res), value(z, grad)
+
+    def objective(z):
+        return value(z, apply_q(z) - c)
 
     def refactor(rho_new, L):
         return _cholesky(G, rho_new)
 
-    return xstep, criterion, refactor, rho, _cholesky(G, rho)
+    return xstep, criterion, objective, refactor, rho, _cholesky(G, rho)
 
 
 def _cholesky(G, rho):

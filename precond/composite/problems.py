@@ -150,6 +150,7 @@ def rbf_kernel(X, gamma: float, *, dense_max: int = 4000, block: int = 1024) -> 
       dense_max: the largest n for which K is formed.
       block: rows per block of the matrix-free product.
     """
+    gamma = check_positive(gamma, "gamma")
     if sp.issparse(X):
         X = X.toarray()  # the RBF kernel of sparse rows is dense anyway
     X = jnp.asarray(X)
@@ -204,9 +205,15 @@ class LossProblem:
     def criterion(self, z):
         """‖z − prox_r(z − ∇f(z))‖ / (1 + ‖z‖ + ‖∇ℓ(Az)‖): seed 004's lasso rule
         (‖∇ℓ(Az)‖ = ‖Az − b‖ for the squared loss), used as is for the other losses."""
-        g_t = self.loss.grad(self.A.matvec(z))
+        return self.criterion_and_objective(z)[0]
+
+    def criterion_and_objective(self, z):
+        """(:meth:`criterion`, :meth:`objective`) at z from one product with A and one with Aᵀ."""
+        t = self.A.matvec(z)
+        g_t = self.loss.grad(t)
         step = z - self.reg.prox(z - self.A.T.matvec(g_t), 1.0)
-        return jnp.linalg.norm(step) / (1.0 + jnp.linalg.norm(z) + jnp.linalg.norm(g_t))
+        crit = jnp.linalg.norm(step) / (1.0 + jnp.linalg.norm(z) + jnp.linalg.norm(g_t))
+        return crit, self.loss.value(t) + self.reg.value(z)
 
     def intercept(self, x):
         if self.intercept_mode == "centered":
@@ -244,9 +251,14 @@ class QuadraticProblem:
         return self.Q, -self.q
 
     def criterion(self, z):
+        return self.criterion_and_objective(z)[0]
+
+    def criterion_and_objective(self, z):
+        """(:meth:`criterion`, :meth:`objective`) at z from one product with Q."""
         g = self.smooth_grad(z)
         step = z - self.reg.prox(z - g, 1.0)
-        return jnp.linalg.norm(step) / (1.0 + jnp.linalg.norm(z) + jnp.linalg.norm(g))
+        crit = jnp.linalg.norm(step) / (1.0 + jnp.linalg.norm(z) + jnp.linalg.norm(g))
+        return crit, 0.5 * jnp.vdot(z, g + self.q) + self.reg.value(z)  # ½zᵀQz + qᵀz + r(z)
 
 
 # ----------------------------------------------------------------------------- builders

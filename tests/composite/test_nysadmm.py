@@ -225,15 +225,18 @@ def test_low_rank_svm_x_step_is_the_dense_solve():
     assert low is not None and low[0].shape == (40, 8)
     assert low_rank_quadratic(svm_dual(rbf_kernel(X, 0.1), yb, 1.0).Q) is None
     rho = 0.7
-    xstep, criterion, refactor, _, L = _cholesky_parts(problem, _gram_system(problem, low), rho,
-                                                       jnp.float64)
+    xstep, measure, objective, refactor, _, L = _cholesky_parts(
+        problem, _gram_system(problem, low), rho, jnp.float64)
     z, u = rng.standard_normal(40), rng.standard_normal(40)
     Q = yb[:, None] * (X @ X.T) * yb[None]
     for r, fac in ((rho, L), (5.0, refactor(5.0, L))):  # and after a ρ change
         x, _, _ = xstep(0, None, z, u, r, None, None, fac)
         np.testing.assert_allclose(x, np.linalg.solve(Q + r * np.eye(40), r * (z - u) + 1.0),
                                    rtol=1e-10)
-    assert float(criterion(z)) == pytest.approx(float(problem.criterion(z)), rel=1e-10)
+    crit, obj = measure(z)
+    assert float(crit) == pytest.approx(float(problem.criterion(z)), rel=1e-10)
+    assert float(obj) == pytest.approx(float(problem.objective(z)), rel=1e-10)
+    assert float(objective(z)) == pytest.approx(float(problem.objective(z)), rel=1e-10)
 
 
 def test_natural_criterion_is_checked_every_check_every_iterations():
@@ -276,3 +279,21 @@ def test_svm_dual_cholesky_equals_pcg_and_libsvm(kernel):
     # A kernel applied block by block (never formed) keeps the PCG x-step.
     big = svm_dual(rbf_kernel(X, 0.02, dense_max=10), yb, C)
     assert nysadmm(big, max_iter=2, rank=32, key=jax.random.key(0)).x_solver == "pcg"
+
+
+def test_nysadmm_exploding_objective_reports_diverged():
+    """Issue 19: an objective that grows past DIVERGENCE_FACTOR × its start stops the loop with
+    DIVERGED (a concave quadratic, unbounded below: ADMM runs off to −∞), not max_iterations."""
+    from precond.composite.problems import QuadraticProblem
+    from precond.glm.penalties import Box
+    from precond.linalg import DenseOperator
+
+    d = 4
+    problem = QuadraticProblem(DenseOperator(-jnp.eye(d)), jnp.ones(d),
+                               Box(jnp.full(d, -jnp.inf), jnp.full(d, jnp.inf)))
+    # (the x-step solvers share the rule; one compiles faster than both)
+    res = nysadmm(problem, rho=4.0, adapt_rho=False, max_iter=500, x_solver="cholesky",
+                  key=jax.random.key(0))
+    assert int(res.status) == Status.DIVERGED
+    assert int(res.iterations) < 500
+    assert bool(jnp.all(jnp.isfinite(res.z)))
