@@ -2,8 +2,11 @@
 
 Each subcommand lives in its own module of this package with ``register(subparsers)`` and
 ``run(args)``; the module names are listed in ``COMMANDS``.  The CLI runs in float64 (as seed 001
-did) and says so; a user error (``ValueError``, ``TypeError``, ``FileNotFoundError``) prints one
-line and exits with status 2, never a traceback.
+did) and says so.  A user error prints one line ``precond <command>: error: …`` and exits with
+status 2, never a traceback: each ``run`` checks its arguments (``precond.validation``) and its
+output directory (``_args.check_out_dir``) before any work starts, and ``main`` maps what is left
+(``ValueError``, ``TypeError``, any ``OSError`` such as a permission or not-a-directory error,
+a damaged stored file) to that line.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import importlib
 import os
 import sys
+import zipfile
 
 COMMANDS = ("demo", "ridge", "osgm", "compare", "report", "study", "pinn", "quadratic")
 
@@ -59,9 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"precond {args.command}: error: {err}", file=sys.stderr)
-        return 2
+    except (ValueError, TypeError, zipfile.BadZipFile) as err:
+        message = str(err) or type(err).__name__
+    except OSError as err:  # PermissionError, NotADirectoryError, FileExistsError, …
+        where = f": {err.filename}" if err.filename else ""
+        message = f"{err.strerror or err}{where}"
+    print(f"precond {args.command}: error: {message.splitlines()[0]}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

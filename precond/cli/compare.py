@@ -7,6 +7,8 @@ import shlex
 import sys
 from typing import TYPE_CHECKING
 
+from ._args import check_out_dir
+
 if TYPE_CHECKING:
     from precond.experiments.protocol import ProtocolConfig
 
@@ -85,6 +87,29 @@ def config_from_args(args: argparse.Namespace) -> ProtocolConfig:
     return ProtocolConfig(problem=args.problem, **kw)
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """Check the ``precond compare`` arguments before any work starts (``ValueError`` or
+    ``TypeError`` naming the argument).
+
+    Args:
+      args: the parsed ``precond compare`` command line.
+    """
+    from precond.optim import OPTIMIZERS
+    from precond.validation import check_int, check_positive
+
+    unknown = [m for m in args.methods if m not in OPTIMIZERS]
+    if unknown:
+        raise ValueError(f"--methods: unknown method(s) {unknown}; choose from "
+                         f"{sorted(OPTIMIZERS)}")
+    for flag, low in (("seeds", 1), ("phase1_epochs", 1), ("phase2_epochs", 2),
+                      ("diagnostics_epoch", 0), ("cg_iters", 1)):
+        value = getattr(args, flag)
+        if value is not None:
+            check_int(value, "--" + flag.replace("_", "-"), low=low)
+    if args.damping is not None:
+        check_positive(args.damping, "--damping")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run (or resume) the two-phase protocol into ``--out``, then write its report.
 
@@ -94,17 +119,15 @@ def run(args: argparse.Namespace) -> int:
     Returns:
       The exit status (0).
     """
+    check_args(args)
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from precond.experiments.protocol import run_protocol
     from precond.experiments.report import write_report
-    from precond.optim import OPTIMIZERS
 
-    unknown = [m for m in args.methods if m not in OPTIMIZERS]
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {sorted(OPTIMIZERS)}")
     config = config_from_args(args)
+    check_out_dir(args.out)
     console = Console()
     console.print(f"precond compare {config.problem}: {len(config.methods)} methods, "
                   f"{config.seeds} seeds, Phase I {config.phase1_epochs} + Phase II "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import pathlib
 import sys
 import time
 
@@ -45,6 +44,16 @@ def run(args: argparse.Namespace) -> int:
     Returns:
       The exit status (0).
     """
+    from precond.validation import check_int, check_positive
+
+    from ._args import check_out_dir
+
+    check_int(args.max_rows, "--max-rows", low=2)
+    check_int(args.max_grad_evals, "--max-grad-evals", low=2)
+    check_positive(args.gtol, "--gtol")
+    check_int(args.seed, "--seed", low=0)
+    out = check_out_dir(args.out)
+
     from rich.progress import Progress
 
     from precond.experiments.solved_instances import (
@@ -54,18 +63,13 @@ def run(args: argparse.Namespace) -> int:
         run_protocol,
         solved_counts,
     )
+    from precond.experiments.store import atomic_write
     from precond.problems.classification import (
         ClassificationSet,
         load_classification_sets,
         normalize,
     )
-    from precond.validation import check_int, check_positive
 
-    check_int(args.max_rows, "--max-rows", low=2)
-    check_int(args.max_grad_evals, "--max-grad-evals", low=2)
-    check_positive(args.gtol, "--gtol")
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     sets, skipped = load_classification_sets()
     max_rows = 300 if args.quick else args.max_rows
     if args.quick:
@@ -85,8 +89,8 @@ def run(args: argparse.Namespace) -> int:
     meta = {"command": "precond osgm-bench " + " ".join(sys.argv[2:]) if len(sys.argv) > 2
             else "precond osgm-bench", "sets": [(s.name, s.source, *s.X.shape) for s in sets],
             "skipped_sources": skipped, "max_rows": max_rows, "wall_seconds": wall, **timing}
-    (out / "results.json").write_text(json.dumps({"meta": meta, "counts": counts,
-                                                  "rows": rows}, indent=1))
+    atomic_write(out / "results.json", json.dumps({"meta": meta, "counts": counts,
+                                                   "rows": rows}, indent=1))
     lines = [f"{len(sets)} data sets × {len(LOSSES)} losses; wall {wall:.0f} s "
              f"(compile {timing['compile_seconds']:.0f} s)", "",
              "| method | squared hinge (ours) | logistic (ours) | SVM (seed 003) | "
@@ -97,6 +101,6 @@ def run(args: argparse.Namespace) -> int:
         lines.append(f"| {m} | {c.get('squared_hinge', 0)}/{len(sets)} | "
                      f"{c.get('logistic', 0)}/{len(sets)} | {ref[0]} | {ref[1]} | "
                      f"{timing['run_seconds'].get(m, 0.0):.1f} |")
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    atomic_write(out / "report.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -58,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from precond.validation import check_int, check_positive
 
+    from ._args import check_out_dir
+
     make = paper_config if args.full else quick_config if args.quick else reduced_config
     config = with_overrides(make(args.pde), mu=args.mu, rank=args.rank,
                             adam_steps=args.adam_steps, lbfgs_steps=args.lbfgs_steps,
@@ -65,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     for name in ("adam_steps", "lbfgs_steps", "nncg_steps", "rank"):
         check_int(getattr(config, name), f"--{name.replace('_', '-')}", low=1)
     check_positive(config.mu, "--mu")
+    check_int(config.seed, "--seed")
+    check_out_dir(args.out)
     console = Console()
     console.print(f"PINN {args.pde}, float64, sizes {config.sizes}")
     total = config.adam_steps * len(config.adam_lrs) + config.lbfgs_steps + config.nncg_steps

@@ -40,8 +40,9 @@ def run(args: argparse.Namespace) -> int:
     Returns:
       The exit status (0).
     """
-    from precond.experiments.quadratic import run_quadratic
     from precond.validation import check_int, check_positive
+
+    from ._args import check_out_dir
 
     check_int(args.runs, "--runs", low=2)
     check_int(args.d, "--d", low=10)
@@ -52,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
     check_positive(args.sigma, "--sigma")
     if args.alpha is not None:
         check_positive(args.alpha, "--alpha")
+    check_int(args.seed, "--seed", low=0)
+    check_out_dir(args.out)
+    from precond.experiments.quadratic import run_quadratic
+
     console = Console()
     res = run_quadratic(args.out, d=args.d, runs=args.runs, steps=args.steps, alpha=args.alpha,
                         noise=args.noise, sigma=args.sigma, seed=args.seed,

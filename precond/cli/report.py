@@ -28,5 +28,8 @@ def run(args: argparse.Namespace) -> int:
     """
     from precond.experiments.report import write_report
 
+    from ._args import check_out_dir
+
+    check_out_dir(args.dir, "DIR", create=False)
     print(f"report: {write_report(args.dir)}")
     return 0

@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     Returns:
       The exit status (0).
     """
+    from ._args import check_out_dir
+
+    check_out_dir(args.out)
     from precond.experiments.study import diagonal, normalization, regularization
 
     modules = {"diagonal": diagonal, "regularization": regularization,

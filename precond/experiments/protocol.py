@@ -355,7 +355,9 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
     """Run (or resume) the experiment ``config`` in ``out_dir`` (module docstring).
 
     Finished units already in the store are skipped, so rerunning after an interruption
-    continues where it stopped.
+    continues where it stopped.  A stored unit that does not match its checksums or the
+    configuration's epochs and shapes is recomputed with a
+    :class:`~precond.experiments.store.StaleUnitWarning`.
 
     Args:
       config: the experiment.
@@ -399,7 +401,8 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
     phase1 = {}
     for s in range(config.seeds):
         uid = unit_id("phase1", s)
-        if not store.has_unit(uid):
+        if not store.has_unit(uid, epochs=config.phase1_epochs,
+                              arrays={"params": (meta["num_params"],)}):
             progress.start_unit(f"Phase I (Adam) seed {s}", config.phase1_epochs)
             rec = runner.run("adam", config.phase1_lr, problem.init_params(jax.random.key(s)),
                              jax.random.key(10_000 + s), config.phase1_epochs, progress)
@@ -413,7 +416,7 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
 
     def phase2(method, s, lr, snapshot):
         uid = unit_id("run", method, s, lr)
-        if store.has_unit(uid):
+        if store.has_unit(uid, epochs=config.phase2_epochs):
             progress.end_unit(uid, True)
             return store.load_unit(uid)
         progress.start_unit(f"{method} lr={lr:g} seed {s}", config.phase2_epochs)

@@ -29,6 +29,8 @@ from precond.problems.quadratic import (
     stationary_loss,
 )
 
+from .store import atomic_write
+
 __all__ = ["run_quadratic", "write_report", "plot_panels"]
 
 PANEL_TITLES = {
@@ -172,8 +174,7 @@ def run_quadratic(out_dir: str | os.PathLike, *, d: int = 100, runs: int = 30,
         p = results["panels"][name]
         p["measured_order_matches_lyapunov"] = p["order_measured"] == p["order_lyapunov"]
         p["measured_order_matches_bound"] = p["order_measured"] == p["order_bound"]
-    with open(out / "results.json", "w") as f:
-        json.dump(results, f)
+    atomic_write(out / "results.json", json.dumps(results))
     plot_panels(results, out)
     write_report(results, out / "report.md")
     return results
@@ -213,7 +214,7 @@ def plot_panels(results: dict, out_dir: str | os.PathLike) -> list[Path]:
         ax.legend(fontsize=7)
         fig.tight_layout()
         path = Path(out_dir) / f"panel_{name}.png"
-        fig.savefig(path, dpi=80)
+        atomic_write(path, lambda f, fig=fig: fig.savefig(f, format="png", dpi=80))
         plt.close(fig)
         paths.append(path)
     return paths
@@ -271,6 +272,5 @@ def write_report(results: dict, path: str | os.PathLike) -> str:
                       f"averaging window (exact E[F] over the window / stationary − 1): "
                       f"{worst:.2%}.", ""]
     text = "\n".join(lines) + "\n"
-    with open(path, "w") as f:
-        f.write(text)
+    atomic_write(path, text)
     return text

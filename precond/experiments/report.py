@@ -1,5 +1,8 @@
 """``report.md`` (and results.json / results.csv / PNGs) from a results store.
 
+Every file is written atomically (a temporary file beside it, then renamed), so a report is
+never half-written.
+
 Nothing is recomputed: the report renders the units :func:`precond.experiments.protocol.
 run_protocol` stored, so ``precond report DIR`` can redraw it at any time.
 """
@@ -7,6 +10,7 @@ run_protocol` stored, so ``precond report DIR`` can redraw it at any time.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 from pathlib import Path
@@ -14,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .plots import plot_curves
-from .store import ResultsStore
+from .store import ResultsStore, atomic_write
 
 __all__ = ["collect", "write_report"]
 
@@ -115,8 +119,8 @@ def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> P
     order = sorted(summ, key=lambda m: (summ[m]["ok"] < summ[m]["n"],
                                         np.nan_to_num(summ[m]["final_mean"], nan=np.inf)))
     title = f"{cfg['problem']} ({'quick' if cfg['quick'] else 'full'} size)"
-    plot_curves(data["runs"], out / "loss_vs_epoch.png", x="epoch", title=title)
-    plot_curves(data["runs"], out / "loss_vs_time.png", x="time", title=title)
+    for x in ("epoch", "time"):
+        _atomic_plot(out / f"loss_vs_{x}.png", data["runs"], x, title)
 
     L = [f"# precond compare: {cfg['problem']}", ""]
     if command:
@@ -179,22 +183,33 @@ def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> P
         L.append(f"| {m} | {c['lr']:g} | {pairs} |")
     L += ["", "Raw results: `results.json` (summary) and `results.csv` (one row per run and "
           "epoch); units in `units/`.", ""]
-    (out / "report.md").write_text("\n".join(L))
+    atomic_write(out / "report.md", "\n".join(L))
 
     js = {"config": cfg, "summary": {m: {k: v for k, v in s.items() if k != "reach"} |
                                      {"reach": {str(t): list(r) for t, r in s["reach"].items()}}
                                      for m, s in summ.items()},
           "ranking": order, "chosen_lr": {m: c["lr"] for m, c in data["choices"].items()},
           "diagnostics": data["diagnostics"]}
-    (out / "results.json").write_text(json.dumps(js, indent=1, default=float))
-    with open(out / "results.csv", "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["method", "lr", "seed", "status", "epoch", "loss", "rel_loss", "time",
-                    "metric"])
-        for u in data["grid_runs"] + [r for rs in data["runs"].values() for r in rs
-                                      if r["seed"] > 0]:
-            for e, (lo, rl, t, mt) in enumerate(zip(_arr(u["loss"]), _arr(u["rel_loss"]),
-                                                    _arr(u["time"]), _arr(u["metric"]),
-                                                    strict=True)):
-                w.writerow([u["method"], u["lr"], u["seed"], u["status"], e, lo, rl, t, mt])
+    atomic_write(out / "results.json", json.dumps(js, indent=1, default=float))
+    f = io.StringIO(newline="")
+    w = csv.writer(f)
+    w.writerow(["method", "lr", "seed", "status", "epoch", "loss", "rel_loss", "time", "metric"])
+    for u in data["grid_runs"] + [r for rs in data["runs"].values() for r in rs
+                                  if r["seed"] > 0]:
+        for e, (lo, rl, t, mt) in enumerate(zip(_arr(u["loss"]), _arr(u["rel_loss"]),
+                                                _arr(u["time"]), _arr(u["metric"]),
+                                                strict=True)):
+            w.writerow([u["method"], u["lr"], u["seed"], u["status"], e, lo, rl, t, mt])
+    atomic_write(out / "results.csv", f.getvalue())
     return out / "report.md"
+
+
+def _atomic_plot(path: Path, runs: dict, x: str, title: str) -> None:
+    """:func:`plot_curves` into a temporary PNG beside ``path``, then renamed onto it."""
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        plot_curves(runs, tmp, x=x, title=title)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -35,6 +35,8 @@ from jax import lax
 from precond.optim import osgm_minimize
 from precond.validation import check_int, check_positive
 
+from .store import atomic_write
+
 __all__ = ["LOSSES", "METHODS", "Problem", "RunResult", "make_problem", "performance_profile",
            "plot_performance_profile", "run_method", "run_protocol", "solved_counts"]
 
@@ -394,7 +396,7 @@ def plot_performance_profile(results: Sequence[dict], methods: Sequence[str],
     axes[0].set_ylabel("fraction of instances solved within τ × best")
     axes[1].legend(fontsize=7, loc="lower right", ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=80))
     plt.close(fig)
 
 

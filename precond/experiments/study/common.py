@@ -35,6 +35,8 @@ from precond.curvature import ggn_operator
 from precond.linalg import to_dense
 from precond.validation import check_int, check_key, check_nonnegative
 
+from ..store import atomic_write
+
 NORMS = ("none", "batch", "layer")
 DATASETS = ("digits", "fashion")
 NORM_EPS = 1e-5
@@ -445,8 +447,19 @@ def write_outputs(out: str | os.PathLike, stem: str, report: str, payload: dict)
     """
     out = pathlib.Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(report)
-    (out / f"{stem}.json").write_text(json.dumps(payload, indent=1, default=_json_default))
+    atomic_write(out / "report.md", report)
+    atomic_write(out / f"{stem}.json", json.dumps(payload, indent=1, default=_json_default))
+
+
+def save_png(fig, path: str | os.PathLike, dpi: int = 80) -> None:
+    """Write a matplotlib figure as a PNG atomically (temporary file, then renamed).
+
+    Args:
+      fig: the figure.
+      path: the PNG file.
+      dpi: its resolution.
+    """
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=dpi))
 
 
 def _json_default(x):

@@ -145,7 +145,7 @@ def _plot(out: pathlib.Path, payload: dict) -> None:
             if j == 0:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "diagonal_kappa.png", dpi=80)
+    common.save_png(fig, out / "diagonal_kappa.png")
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(5, 3.4))
     for name, r in res.items():
@@ -154,7 +154,7 @@ def _plot(out: pathlib.Path, payload: dict) -> None:
     ax.set_ylabel("training CE")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(out / "diagonal_loss.png", dpi=80)
+    common.save_png(fig, out / "diagonal_loss.png")
     plt.close(fig)
 
 

@@ -128,7 +128,7 @@ def _plot(out: pathlib.Path, p: dict) -> None:
     axes[-1].set_xlabel("epoch")
     axes[-1].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "normalization.png", dpi=80)
+    common.save_png(fig, out / "normalization.png")
     plt.close(fig)
 
 

@@ -173,7 +173,7 @@ def _plot(out: pathlib.Path, p: dict) -> None:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out / "regularization_l2.png", dpi=80)
+    common.save_png(fig, out / "regularization_l2.png")
     plt.close(fig)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for lab, r in p["l1"].items():
@@ -185,7 +185,7 @@ def _plot(out: pathlib.Path, p: dict) -> None:
         ax.set_xlabel("epoch")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "regularization_l1.png", dpi=80)
+    common.save_png(fig, out / "regularization_l1.png")
     plt.close(fig)
 
 
