@@ -1,6 +1,13 @@
 """Seed 001's design criteria, measured: local conditioning L̂, ĉ, κ̂ of M⁻¹H, the preconditioned
 noise level K = tr(M⁻¹Σ), the noise floor and admissible steps, spectral densities before and
-after M, and empirical basin stability."""
+after M, and empirical basin stability.
+
+Inputs made of several samples (the mini-batch gradients of :func:`noise_level`, the mini-batches
+of :func:`diagnose`) have one meaning throughout: a Python ``list`` holds B samples, one per
+element (each an array or a pytree); every other input (an array, a tuple, a dict, any pytree)
+is stacked, with the sample index on the leading axis of each leaf.  So a list of 6 gradients is
+B = 6 for both.
+"""
 
 from .basin import BasinStability as BasinStability
 from .basin import basin_stability as basin_stability

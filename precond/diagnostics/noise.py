@@ -6,6 +6,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.flatten_util import ravel_pytree
 
 from ._operators import as_square_operator, check_finite_array, is_pytree
 
@@ -27,8 +28,25 @@ class NoiseLevel(NamedTuple):
 
 
 def stack_gradients(grad_samples) -> jax.Array:
-    """Rows of a (B, n) array, or a pytree whose leaves have the sample index on axis 0, as a
-    (B, n) array (each row ``ravel_pytree`` order)."""
+    """The gradient samples as a (B, n) array, each row in ``ravel_pytree`` order.
+
+    A Python ``list`` holds B samples, one per element (each an array or a pytree of one
+    gradient) — the one meaning of a list in :mod:`precond.diagnostics`.  Anything else is
+    stacked: a (B, n) array, or a pytree (dict, tuple, …) whose leaves have the sample index
+    on axis 0.
+
+    Args:
+      grad_samples: a list of B gradients, a (B, n) array or a stacked pytree.
+    """
+    if isinstance(grad_samples, list):
+        if not grad_samples:
+            raise ValueError("grad_samples is an empty list")
+        rows = [ravel_pytree(g)[0] for g in grad_samples]
+        sizes = sorted({int(r.size) for r in rows})
+        if len(sizes) != 1:
+            raise ValueError("the gradients in the list grad_samples must all have the same size "
+                             f"(one per mini-batch), got sizes {sizes}")
+        return jnp.stack(rows)
     leaves = jax.tree.leaves(grad_samples)
     if not leaves:
         raise ValueError("grad_samples has no array leaves")
@@ -45,7 +63,8 @@ def stack_gradients(grad_samples) -> jax.Array:
 def noise_level(grad_samples, M_inv=None) -> NoiseLevel:
     """K̂ = 1/(B−1) Σ_b (g_b − ḡ)ᵀ M⁻¹ (g_b − ḡ), unbiased for tr(M⁻¹Σ), Σ = Cov(g).
 
-    ``grad_samples``: B ≥ 2 mini-batch gradients at the same point, rows of a (B, n) array or a
+    ``grad_samples``: B ≥ 2 mini-batch gradients at the same point: a Python list of B
+    gradients (one per element, each an array or pytree), rows of a (B, n) array, or a
     stacked pytree (leaves (B, …), e.g. from ``jax.vmap(jax.grad(loss))``); flattened per row
     in ``ravel_pytree`` order, the order of precond.curvature's flat operators.  ``M_inv``:
     operator or callable applying M⁻¹ to flat (n,) vectors; None means M = I.
@@ -55,7 +74,7 @@ def noise_level(grad_samples, M_inv=None) -> NoiseLevel:
     M⁻¹ is applied to the B rows in one compiled program (``M_inv.linearize()`` once).
 
     Args:
-      grad_samples: the g_b, (B, n) or a stacked pytree, B ≥ 2.
+      grad_samples: the g_b: a list of B gradients, (B, n) or a stacked pytree, B ≥ 2.
       M_inv: M⁻¹ (operator, array, scipy operator or callable), shape (n, n); None: M = I.
     """
     G = stack_gradients(grad_samples)

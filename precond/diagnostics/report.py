@@ -15,7 +15,7 @@ from jax.flatten_util import ravel_pytree
 
 from precond.curvature import hessian_operator, minibatch_gradients
 from precond.linalg import LinearOperator
-from precond.validation import check_key
+from precond.validation import check_key, check_positive
 
 from ._operators import as_square_operator
 from .conditioning import local_conditioning
@@ -241,6 +241,10 @@ def diagnose(loss_fn: Callable, params, batches, preconditioner=None, *, M_inv=N
       label: the report's name for the preconditioner.
     """
     key = check_key(key)
+    mu = check_positive(mu, "mu")
+    alpha = None if alpha is None else check_positive(alpha, "alpha")
+    if target_floor is not None:
+        check_positive(target_floor, "target_floor")
     flat, unravel = ravel_pytree(params)
     n = flat.size
     if n == 0:

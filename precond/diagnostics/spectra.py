@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from precond.linalg import SpectralDensity, congruence, spectral_density
-from precond.validation import check_key
+from precond.validation import check_key, check_positive
 
 from ._operators import as_square_operator, spd_sqrt
 
@@ -33,6 +33,8 @@ def spectral_densities(H, M_inv, key: jax.Array, *, num_probes: int = 10,
       dense_limit: densify a matvec-only M⁻¹ of size n ≤ this for its square root.
     """
     key = check_key(key)
+    if sigma is not None:
+        sigma = check_positive(sigma, "sigma")
     H = as_square_operator(H, "H")
     n = H.shape[0]
     M = as_square_operator(M_inv, "M_inv", n, H.dtype)

@@ -26,8 +26,11 @@ class NNCGInfo(NamedTuple):
     ``status``: ``Status.STEP_ACCEPTED`` when the line search accepted a step, ``NONFINITE``
     when the loss or gradient at the current point is NaN/inf (the step is zero: stop there),
     ``STALLED`` when the line search found no decrease in ``max_linesearch_steps`` halvings (the
-    step is zero); ``SUCCESS`` before the first step.  ``cg_status``/``cg_iterations``: how the
-    inner PCG solve ended (``NEGATIVE_CURVATURE`` means H + μI was found indefinite).
+    step is zero); ``SUCCESS`` before the first step.  On one objective the accepted values
+    never increase (Armijo), so no divergence status is needed here; across mini-batches the
+    growth rule is the training loop's (:func:`precond.optim.train`).
+    ``cg_status``/``cg_iterations``: how the inner PCG solve ended (``NEGATIVE_CURVATURE``
+    means H + μI was found indefinite).
     ``fallback``: the PCG answer was not a descent direction (or not finite), so the
     Nyström-damped gradient step was used instead.  ``mu``: the damping actually used after the
     guards.  ``step_size``: the accepted t (0 when none).

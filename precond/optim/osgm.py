@@ -38,7 +38,13 @@ from jax import lax
 from jax.flatten_util import ravel_pytree
 
 from precond.linalg import Status, check_status
-from precond.validation import check_int, check_nonnegative, check_positive, float_dtype
+from precond.validation import (
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_real,
+    float_dtype,
+)
 
 from ._objective import evaluate, step_objective
 
@@ -67,8 +73,10 @@ class OSGMResult(NamedTuple):
 
     ``status`` is an integer :class:`precond.linalg.Status` (converged: ‖∇f‖∞ < gtol;
     max_iterations: the gradient budget ran out; nonfinite: f or ∇f was NaN/inf — ``x`` is then
-    the last finite accepted iterate).  ``P`` and ``beta`` are the learned step and momentum;
-    ``L`` the smoothness constant used (given or estimated).
+    the last finite accepted iterate).  No divergence status is needed: the iterate is
+    monotone (a trial point is accepted only when f decreased), so f never grows past its start
+    (:data:`precond.loop.DIVERGENCE_FACTOR` cannot be reached).  ``P`` and ``beta`` are the
+    learned step and momentum; ``L`` the smoothness constant used (given or estimated).
     """
 
     x: jax.Array
@@ -145,8 +153,9 @@ def _learn(P, G, beta, Gb, *, g, g_plus, d, f, f_lb, lr, beta_lr, L, variant, ki
     return P, G, beta, Gb
 
 
-def _check_options(variant, preconditioner, lr, beta_lr, L):
-    """The choices by name; the scalars by ``precond.validation`` (traced ones pass)."""
+def _check_options(variant, preconditioner, lr, beta_lr, L, beta0=None, f_lower=None):
+    """The choices by name; the scalars by ``precond.validation`` (traced ones pass): NaN/inf
+    in any of them is a ``ValueError``."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
     if preconditioner not in PRECONDITIONERS:
@@ -154,6 +163,10 @@ def _check_options(variant, preconditioner, lr, beta_lr, L):
     for name, v in (("lr", lr), ("beta_lr", beta_lr), ("L", L)):
         if v is not None:
             check_positive(v, name)
+    if beta0 is not None:
+        check_nonnegative(beta0, "beta0")
+    if f_lower is not None:
+        check_real(f_lower, "f_lower")
 
 
 # --------------------------------------------------------------------------- the solver
@@ -229,7 +242,7 @@ def osgm_minimize(
       >>> bool(res.converged)
       True
     """
-    _check_options(variant, preconditioner, lr, beta_lr, L)
+    _check_options(variant, preconditioner, lr, beta_lr, L, beta0, f_lower)
     max_grad_evals = check_int(max_grad_evals, "max_grad_evals", low=2)
     check_nonnegative(gtol, "gtol")
     x0 = jnp.asarray(x0)
@@ -408,7 +421,7 @@ def osgm(
       >>> bool(state.f < 1e-2 * f(jnp.ones(3)))
       True
     """
-    _check_options(variant, preconditioner, learning_rate, beta_lr, L)
+    _check_options(variant, preconditioner, learning_rate, beta_lr, L, beta0, f_lower)
     if loss_fn is not None and not callable(loss_fn):
         raise TypeError(f"loss_fn must be callable loss_fn(params, batch), got "
                         f"{type(loss_fn).__name__}")

@@ -6,7 +6,9 @@ Each step evaluates ℓ_k = loss_fn(w_k, batch_k) and its gradient, calls the op
 ``optax.lbfgs``), and applies the update.  A step is *good* when ℓ_k, the gradient and w_{k+1}
 are all finite; at the first bad step k the run stops ("diverged at step k"), the update is not
 applied, and the result keeps the last parameters (all finite) and the optimizer state that went
-with them.
+with them.  A loss that stays finite but grows past ``precond.loop.DIVERGENCE_FACTOR`` times its
+start (the epoch's last loss against ℓ_0, with 1 as a floor) also stops the run, after that
+epoch, as diverged.
 
 The jitted step and epoch live here; the host loop around them (compile ahead, time each epoch,
 progress bar, stop) is ``precond.loop``'s.
@@ -24,7 +26,7 @@ import optax
 from jax import lax
 
 from precond.linalg import Status, check_status
-from precond.loop import compile_ahead, run_epochs, timed
+from precond.loop import DIVERGENCE_FACTOR, compile_ahead, run_epochs, timed
 from precond.validation import check_int
 
 __all__ = ["TrainResult", "make_step", "train"]
@@ -36,7 +38,9 @@ class TrainResult(NamedTuple):
     ``losses`` (steps,) ℓ_k at the parameters before step k (NaN after a stop); ``times``
     (steps,) cumulative wall seconds of training (compilation excluded, reported apart in
     ``compile_time``); ``status`` ``Status.SUCCESS`` when all steps ran, ``Status.DIVERGED`` on
-    a non-finite loss/gradient/update; ``message`` says which; ``steps`` the good steps taken.
+    a non-finite loss/gradient/update, or when an epoch's last loss grew past
+    ``precond.loop.DIVERGENCE_FACTOR``·max(1, |ℓ_0|) (checked once per epoch; the run stops
+    after that epoch); ``message`` says which; ``steps`` the good steps taken.
     """
 
     params: Any
@@ -169,12 +173,26 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
                     break
         return (params, opt_state, stopped), (ls, oks, dts)
 
+    start: list[float] = []  # ℓ_0, the first loss of the run: the growth rule's reference
+    grown: list[float] = []
+
     def last_loss(record) -> float:
-        """The epoch's last loss, NaN when a step of it was bad (the driver then stops)."""
+        """The epoch's last loss; NaN when a step of it was bad, +inf when it grew past
+        DIVERGENCE_FACTOR·max(1, |ℓ_0|) (the driver then stops)."""
         ls, oks, _ = record
         good = ls[np.isfinite(ls)]
-        return float(good[-1]) if oks.all() and good.size else float("nan")
+        if not (oks.all() and good.size):
+            return float("nan")
+        if not start:
+            start.append(float(good[0]))
+        last = float(good[-1])
+        if abs(last) > DIVERGENCE_FACTOR * max(1.0, abs(start[0])):
+            grown.append(last)
+            return float("inf")
+        return last
 
+    # The growth rule is applied here, against ℓ_0 rather than the first epoch's end, so the
+    # driver's own (relative to its first record) is switched off.
     out = run_epochs(epoch, (params, opt_state, stopped), num_epochs, objective=last_loss,
                      divergence_factor=float("inf"), progress=progress, name="training",
                      keep_bad=True)  # the epoch itself keeps the last good params
@@ -189,5 +207,10 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
                            f"diverged at step {bad_step}: the loss, gradient or update was not "
                            "finite; lower the learning rate or add damping", bad_step,
                            compile_time)
+    if grown:
+        return TrainResult(params, opt_state, losses, times, Status.DIVERGED,
+                           f"diverged in epoch {len(out.records) - 1}: the loss {grown[0]:.3g} "
+                           f"grew past {DIVERGENCE_FACTOR:.0e}× its start {start[0]:.3g}; lower "
+                           "the learning rate or add damping", losses.size, compile_time)
     return TrainResult(params, opt_state, losses, times, Status.SUCCESS,
                        f"completed {losses.size} steps", losses.size, compile_time)

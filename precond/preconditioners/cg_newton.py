@@ -17,7 +17,9 @@ Negative curvature (CG-Hessian; the Hessian of a nonconvex loss is indefinite): 
 truncated Newton-CG rule (Nocedal and Wright, Alg. 7.1).  CG stops at the first p with
 pᵀ(H + λI)p ≤ 0 and returns the last iterate, which (started from 0) is a descent direction;
 if that happens in the first iteration (no iterate yet) the step falls back to the gradient g
-itself, i.e. an SGD step.  ``CGNewtonState.status``/``iterations`` record what happened.
+itself, i.e. an SGD step.  ``CGNewtonState.status``/``iterations`` record what happened; a
+NaN/inf gradient, direction or curvature (a NaN loss) is ``Status.NONFINITE`` (then there is no
+gradient fallback), never negative curvature.
 λ must be > 0 for CG-Hessian (it cannot be checked for definiteness in advance); λ ≥ 0 for
 CG-GGN, which is PSD for convex output losses.
 
@@ -69,9 +71,22 @@ class CGNewtonState(NamedTuple):
 def _cg_solve(C: LinearOperator, damping, b, x0, maxiter: int, newton: bool):
     """(d, CG result) for (C + λI)d = b by ``maxiter`` fixed-budget CG iterations; ``newton``:
     negative curvature before any iterate falls back to d = b (truncated Newton-CG)."""
-    res = cg(C.shift(damping), b, x0=x0, tol=0.0, atol=0.0, maxiter=maxiter)
+    A = C.shift(damping)
+    res = cg(A, b, x0=x0, tol=0.0, atol=0.0, maxiter=maxiter)
+    # A NaN/inf right-hand side, answer or curvature (a NaN loss) is NONFINITE, never negative
+    # curvature: CG's test pᵀAp ≤ 0 cannot tell NaN from ≤ 0, so a breakdown in the first
+    # iteration recomputes p₀ᵀAp₀ (one product, only then) to tell them apart.
+    first = (res.status == Status.NEGATIVE_CURVATURE) & (res.iterations == 0)
+    def p0_curvature():
+        r0 = b if x0 is None else b - A.matvec(x0)
+        return jnp.vdot(r0, A.matvec(r0)).astype(res.x.dtype)
+
+    curv0 = jax.lax.cond(first, p0_curvature, lambda: jnp.zeros((), res.x.dtype))
+    finite = jnp.all(jnp.isfinite(b)) & jnp.all(jnp.isfinite(res.x)) & jnp.isfinite(curv0)
+    res = res._replace(status=jnp.where(finite, res.status, Status.NONFINITE).astype(
+        jnp.asarray(res.status).dtype))
     if newton:
-        fallback = (res.status == Status.NEGATIVE_CURVATURE) & (res.iterations == 0)
+        fallback = first & finite
         return jnp.where(fallback, b, res.x), res
     return res.x, res
 

@@ -243,6 +243,10 @@ def normalize(X: np.ndarray, *, max_rows: int | None = None, seed: int = 0,
     Returns:
       Scaled features (N', d') with d' ≤ d (constant columns dropped), float64; or ``(X, y)``.
 
+    Raises:
+      ValueError: ``X`` holds NaN or ±inf; the message names the columns (nothing is dropped
+        or imputed silently: clean or impute the data first).
+
     Example:
       >>> import numpy as np
       >>> from precond.problems.classification import normalize
@@ -254,6 +258,13 @@ def normalize(X: np.ndarray, *, max_rows: int | None = None, seed: int = 0,
     if max_rows is not None:
         max_rows = check_int(max_rows, "max_rows", low=1)
     X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2:
+        raise ValueError(f"X must be a 2-D array (N, d), got shape {X.shape}")
+    bad = np.flatnonzero(~np.all(np.isfinite(X), axis=0))
+    if bad.size:
+        cols = ", ".join(map(str, bad[:10])) + (", …" if bad.size > 10 else "")
+        raise ValueError(f"X has NaN or inf in column(s) {cols} ({bad.size} of {X.shape[1]}); "
+                         "normalize drops no column silently: clean or impute them first")
     if max_rows is not None and X.shape[0] > max_rows:
         keep = np.sort(np.random.default_rng(seed).choice(X.shape[0], max_rows, replace=False))
         X = X[keep]
