@@ -327,8 +327,9 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
         # needs only applications of M⁻¹ — M⁻¹ is a fixed-budget CG solve, not a matrix.
         M_inv, H = operators(w, batch)
         MH = from_matvec(lambda v: M_inv.matvec(H.matvec(v)), size=n, dtype=H.dtype)
-        r_i = power_iteration(H, k, maxiter=300, tol=1e-6)
-        r_m = power_iteration(MH, k, maxiter=300, tol=1e-6)
+        # criterion="rayleigh": the rule the recorded L̂ were made with (issue #19)
+        r_i = power_iteration(H, k, maxiter=300, tol=1e-6, criterion="rayleigh")
+        r_m = power_iteration(MH, k, maxiter=300, tol=1e-6, criterion="rayleigh")
         return r_i.eigenvalue, r_m.eigenvalue, r_i.converged & r_m.converged
 
     w = jnp.asarray(flat)

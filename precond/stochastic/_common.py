@@ -189,7 +189,9 @@ def _lambda_max(A, key):
     # Power iteration, not Lanczos: it compiles in a fraction of the time, and its Rayleigh
     # quotient (a lower bound on λ_max) is accurate to ~1e-3 relative within these caps, well
     # inside the factor 2 that η = ½/L̂ keeps as margin.
-    return power_iteration(A, key, maxiter=_POWER_STEPS, tol=1e-3).eigenvalue
+    # Only λ is read: the Rayleigh-quotient rule keeps L̂ (and every learning rate) as before.
+    return power_iteration(A, key, maxiter=_POWER_STEPS, tol=1e-3,
+                           criterion="rayleigh").eigenvalue
 
 
 def epoch_batches(key, n: int, batch_size: int) -> jax.Array:
