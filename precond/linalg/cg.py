@@ -24,7 +24,9 @@ class CGResult(NamedTuple):
     """Solution of Ax = b and how the solve went.
 
     ``residual_norm`` is the true ‖b − Ax‖, recomputed once after the loop (one extra matvec),
-    and ``converged`` means it meets the tolerance.  ``status`` is an integer :class:`Status`
+    and ``converged`` means it meets the tolerance; only a fixed budget (tol = atol = 0) that
+    ran all its iterations, which has no tolerance to check, skips that matvec and reports the
+    recursive residual.  ``status`` is an integer :class:`Status`
     (an array under jit): converged, precision_limited (the recursive residual met the
     tolerance but the recomputed one does not — with tol = atol = 0 that is stalled
     instead —, or the loop ran out of iterations with the
@@ -207,9 +209,14 @@ def _cg_body(A: LinearOperator, b, M, x0, tol, atol, maxiter, *, zero_start=Fals
     # Checked result: the recursively updated r drifts from b − Ax by rounding (in float32 or
     # float16 by orders of magnitude), so one more matvec recomputes the true residual, which
     # alone decides "converged" and is the residual_norm returned.  The iterates are untouched.
-    true_rnorm = jnp.linalg.norm(b - A.matvec(x))
-    met = true_rnorm <= threshold
+    # A fixed budget (tol = atol = 0) that ran out its iterations checks nothing, so it skips
+    # the extra matvec (the inner solves of CG-Newton steps): residual_norm is then the
+    # recursive one.  lax.cond runs one branch only.
     claimed = status == Status.CONVERGED
+    true_rnorm = lax.cond((threshold > 0) | claimed,
+                          lambda: jnp.linalg.norm(b - A.matvec(x)).astype(rnorm.dtype),
+                          lambda: rnorm)
+    met = true_rnorm <= threshold
     # A fixed budget (tol = atol = 0) stops early only on an exactly zero recursive residual:
     # x is then as good as the precision allows, which is what stalled says.
     status = jnp.where(claimed & ~met,
