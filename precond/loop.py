@@ -111,7 +111,7 @@ def run_epochs(
     num_epochs: int,
     *,
     objective: Callable[[Any], float] | None = None,
-    start: float | None = None,
+    start: float | Callable[[Any], float] | None = None,
     converged: Callable[[Any], bool] | None = None,
     divergence_factor: float = DIVERGENCE_FACTOR,
     progress: bool = False,
@@ -129,7 +129,9 @@ def run_epochs(
       state: the initial state (any pytree).
       num_epochs: epochs to run (≥ 0).
       objective: ``record -> float`` for the stop rules; without it the loop never stops early.
-      start: the objective at the start, for the divergence rule (default: the first epoch's).
+      start: the objective at the start, for the divergence rule: a number, or
+        ``record -> float`` read from the first epoch's record (e.g. its first step's loss);
+        default: the first epoch's objective.
       converged: ``record -> bool``; True stops with ``CONVERGED``.
       divergence_factor: stop with ``DIVERGED`` once |F| > factor·max(1, |F_start|).
       progress: show a rich progress bar named ``name``.
@@ -154,6 +156,8 @@ def run_epochs(
                 bar.advance(f"{name} F={f:.6g}")
                 if start is None:
                     start = f
+                elif callable(start):
+                    start = float(start(record))
                 if not math.isfinite(f):
                     status = Status.DIVERGED
                     message = f"diverged in epoch {k}: the objective became {f}"

@@ -26,7 +26,7 @@ import optax
 from jax import lax
 
 from precond.linalg import Status, check_status
-from precond.loop import DIVERGENCE_FACTOR, compile_ahead, run_epochs, timed
+from precond.loop import compile_ahead, run_epochs, timed
 from precond.validation import check_int
 
 __all__ = ["TrainResult", "make_step", "train"]
@@ -173,28 +173,20 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
                     break
         return (params, opt_state, stopped), (ls, oks, dts)
 
-    start: list[float] = []  # ℓ_0, the first loss of the run: the growth rule's reference
-    grown: list[float] = []
+    def first_loss(record) -> float:
+        """ℓ_0, the run's first loss: the growth rule's reference (so a blow-up inside the
+        first epoch is caught too)."""
+        good = record[0][np.isfinite(record[0])]
+        return float(good[0]) if good.size else float("nan")
 
     def last_loss(record) -> float:
-        """The epoch's last loss; NaN when a step of it was bad, +inf when it grew past
-        DIVERGENCE_FACTOR·max(1, |ℓ_0|) (the driver then stops)."""
+        """The epoch's last loss; NaN when a step of it was bad (the driver then stops)."""
         ls, oks, _ = record
         good = ls[np.isfinite(ls)]
-        if not (oks.all() and good.size):
-            return float("nan")
-        if not start:
-            start.append(float(good[0]))
-        last = float(good[-1])
-        if abs(last) > DIVERGENCE_FACTOR * max(1.0, abs(start[0])):
-            grown.append(last)
-            return float("inf")
-        return last
+        return float(good[-1]) if oks.all() and good.size else float("nan")
 
-    # The growth rule is applied here, against ℓ_0 rather than the first epoch's end, so the
-    # driver's own (relative to its first record) is switched off.
     out = run_epochs(epoch, (params, opt_state, stopped), num_epochs, objective=last_loss,
-                     divergence_factor=float("inf"), progress=progress, name="training",
+                     start=first_loss, progress=progress, name="training",
                      keep_bad=True)  # the epoch itself keeps the last good params
     params, opt_state, _ = out.state
     losses = np.concatenate([r[0] for r in out.records])
@@ -207,10 +199,9 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
                            f"diverged at step {bad_step}: the loss, gradient or update was not "
                            "finite; lower the learning rate or add damping", bad_step,
                            compile_time)
-    if grown:
+    if out.status == Status.DIVERGED:  # finite, but grew past DIVERGENCE_FACTOR·max(1, |ℓ_0|)
         return TrainResult(params, opt_state, losses, times, Status.DIVERGED,
-                           f"diverged in epoch {len(out.records) - 1}: the loss {grown[0]:.3g} "
-                           f"grew past {DIVERGENCE_FACTOR:.0e}× its start {start[0]:.3g}; lower "
-                           "the learning rate or add damping", losses.size, compile_time)
+                           f"{out.message}; lower the learning rate or add damping",
+                           losses.size, compile_time)
     return TrainResult(params, opt_state, losses, times, Status.SUCCESS,
                        f"completed {losses.size} steps", losses.size, compile_time)
