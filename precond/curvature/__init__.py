@@ -19,6 +19,7 @@ from .ggn import ggn_vector_product as ggn_vector_product
 from .gradients import minibatch_gradients as minibatch_gradients
 from .gradients import per_example_gradients as per_example_gradients
 from .hessian import HessianOperator as HessianOperator
+from .hessian import bind_batch as bind_batch
 from .hessian import hessian_linear_map as hessian_linear_map
 from .hessian import hessian_operator as hessian_operator
 from .hessian import hvp as hvp

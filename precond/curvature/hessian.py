@@ -22,7 +22,7 @@ from precond.validation import check_callable, float_dtype
 
 from .pytree import flat_apply, flat_size
 
-__all__ = ["hvp", "HessianOperator", "hessian_operator", "hessian_linear_map"]
+__all__ = ["bind_batch", "hvp", "HessianOperator", "hessian_operator", "hessian_linear_map"]
 
 
 def bind_batch(loss_fn: Callable, batch) -> Callable:

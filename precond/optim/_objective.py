@@ -15,14 +15,16 @@ from typing import Any
 import jax
 import numpy as np
 
+from precond.curvature import bind_batch
 from precond.validation import check_int
 
 __all__ = ["evaluate", "step_objective", "structural_int"]
 
 
 def evaluate(fn: Callable, params, batch) -> jax.Array:
-    """``fn(params, batch)``, or ``fn(params)`` when ``batch`` is None."""
-    return fn(params) if batch is None else fn(params, batch)
+    """``fn(params, batch)``, or ``fn(params)`` when ``batch`` is None (the one rule,
+    :func:`precond.curvature.bind_batch`)."""
+    return bind_batch(fn, batch)(params)
 
 
 def step_objective(loss_fn: Callable | None, value_fn: Callable | None, batch, who: str,
