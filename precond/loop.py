@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from typing import Any, NamedTuple
 import jax
 
 from precond.linalg.status import Status
+from precond.validation import check_positive
 
 __all__ = ["DIVERGENCE_FACTOR", "EpochRun", "ProgressBar", "compile_ahead", "progress_bar",
            "run_epochs", "timed"]
@@ -94,7 +96,8 @@ class EpochRun(NamedTuple):
     ``state``: the state after the last epoch that was kept (the last good one when the run
     stopped on a bad epoch and ``keep_bad`` was False); ``records``: one per epoch run; ``times``:
     cumulative wall seconds after each epoch; ``status``: ``SUCCESS`` (all epochs ran),
-    ``CONVERGED`` (``converged`` said so), ``DIVERGED`` (non-finite objective, or one that
+    ``CONVERGED`` (``converged`` said so; ``SUCCESS`` too when the time budget ended the run, the
+    message then says so), ``DIVERGED`` (non-finite objective, or one that
     grew past ``divergence_factor`` × |start|), or ``NONFINITE``; ``message``: one line saying why.
     """
 
@@ -108,8 +111,9 @@ class EpochRun(NamedTuple):
 def run_epochs(
     epoch: Callable[[int, Any], tuple[Any, Any]],
     state: Any,
-    num_epochs: int,
+    num_epochs: int | None,
     *,
+    max_seconds: float | None = None,
     objective: Callable[[Any], float] | None = None,
     start: float | Callable[[Any], float] | None = None,
     converged: Callable[[Any], bool] | None = None,
@@ -127,7 +131,10 @@ def run_epochs(
     Args:
       epoch: one epoch; ``record`` is anything the caller wants kept per epoch.
       state: the initial state (any pytree).
-      num_epochs: epochs to run (≥ 0).
+      num_epochs: epochs to run (≥ 0); None: no limit (then ``max_seconds`` is required).
+      max_seconds: a wall-time budget: stop with ``SUCCESS`` after the first epoch whose
+        cumulative timed seconds (the epochs' own time, not compilation or ``evaluate``) reach
+        it; the message says the budget ended the run.  None: no budget.
       objective: ``record -> float`` for the stop rules; without it the loop never stops early.
       start: the objective at the start, for the divergence rule: a number, or
         ``record -> float`` read from the first epoch's record (e.g. its first step's loss);
@@ -141,10 +148,15 @@ def run_epochs(
         stopped: measurements that are not the method's work (a full objective pass) go here
         and stay out of ``times``; its result is the record kept and judged.
     """
+    if max_seconds is not None:
+        check_positive(max_seconds, "max_seconds")
+    elif num_epochs is None:
+        raise ValueError("num_epochs=None needs max_seconds (a wall-time budget)")
     records, times, elapsed = [], [], 0.0
     status, message = Status.SUCCESS, f"completed {num_epochs} epochs"
+    epochs = itertools.count() if num_epochs is None else range(num_epochs)
     with progress_bar(progress, name, num_epochs) as bar:
-        for k in range(num_epochs):
+        for k in epochs:
             (new_state, record), dt = timed(epoch, k, state)
             elapsed += dt
             if evaluate is not None:
@@ -174,5 +186,10 @@ def run_epochs(
             state = new_state
             if converged is not None and converged(record):
                 status, message = Status.CONVERGED, f"converged in epoch {k}"
+                break
+            if max_seconds is not None and elapsed >= max_seconds:
+                if num_epochs is None or k + 1 < num_epochs:
+                    message = (f"the time budget ended the run after {k + 1} epochs "
+                               f"({elapsed:.3g} s ≥ max_seconds={max_seconds:.3g} s)")
                 break
     return EpochRun(state, records, times, status, message)

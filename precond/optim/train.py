@@ -111,8 +111,9 @@ def _epoch_fn(step):
 
 
 def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, data, *,
-          num_epochs: int = 1, key: jax.Array | None = None, scan: bool = True,
-          progress: bool = False, opt_state=None) -> TrainResult:
+          num_epochs: int | None = 1, key: jax.Array | None = None, scan: bool = True,
+          progress: bool = False, opt_state=None, budget_seconds: float | None = None,
+          ) -> TrainResult:
     """Train ``params`` on ``loss_fn(params, batch)`` with ``optimizer``.
 
     Args:
@@ -124,17 +125,23 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
         called once per epoch with ``jax.random.fold_in(key, epoch)`` (data resampled every
         epoch, as seed 001's protocol does).  For full-batch training pass the batch with a
         leading axis of size 1.
-      num_epochs: epochs (≥ 1); the step count is num_epochs·S.
+      num_epochs: epochs (≥ 1); the step count is num_epochs·S.  None: as many as
+        ``budget_seconds`` allows.
       key: needed when ``data`` is a function.
       scan: run each epoch as one jitted ``lax.scan`` (fast; per-step times are the epoch's
         time spread evenly) or step by step in Python (exact per-step times).
       progress: show a rich progress bar (outside the jitted code).
       opt_state: continue from this optimizer state (default ``optimizer.init(params)``).
+      budget_seconds: a wall-time budget for the steps (compilation and data sampling not
+        counted): the run stops with ``SUCCESS`` after the epoch that reaches it, and the
+        message says the budget ended it (equal-time comparisons give every method the same
+        budget, with ``num_epochs=None``).  ``times`` records the steps' wall time.
 
     Returns:
       A :class:`TrainResult`; ``.check()`` raises unless every step ran.
     """
-    check_int(num_epochs, "num_epochs", low=1)
+    if num_epochs is not None or budget_seconds is None:
+        check_int(num_epochs, "num_epochs", low=1)
     if callable(data):
         if key is None:
             raise TypeError("data is a function: pass key=jax.random.key(…) to resample it")
@@ -185,8 +192,8 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
         good = ls[np.isfinite(ls)]
         return float(good[-1]) if oks.all() and good.size else float("nan")
 
-    out = run_epochs(epoch, (params, opt_state, stopped), num_epochs, objective=last_loss,
-                     start=first_loss, progress=progress, name="training",
+    out = run_epochs(epoch, (params, opt_state, stopped), num_epochs, max_seconds=budget_seconds,
+                     objective=last_loss, start=first_loss, progress=progress, name="training",
                      keep_bad=True)  # the epoch itself keeps the last good params
     params, opt_state, _ = out.state
     losses = np.concatenate([r[0] for r in out.records])
@@ -203,5 +210,8 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
         return TrainResult(params, opt_state, losses, times, Status.DIVERGED,
                            f"{out.message}; lower the learning rate or add damping",
                            losses.size, compile_time)
-    return TrainResult(params, opt_state, losses, times, Status.SUCCESS,
-                       f"completed {losses.size} steps", losses.size, compile_time)
+    message = f"completed {losses.size} steps"
+    if out.message.startswith("the time budget"):
+        message += f"; {out.message}"
+    return TrainResult(params, opt_state, losses, times, Status.SUCCESS, message, losses.size,
+                       compile_time)
