@@ -9,6 +9,10 @@ from typing import TYPE_CHECKING
 
 from ._args import check_out_dir
 
+# The epoch cap of an equal-time run when --phase2-epochs is not given: high enough that the
+# budget, not the cap, ends every run.
+BUDGET_EPOCH_CAP = 1_000_000
+
 if TYPE_CHECKING:
     from precond.experiments.protocol import ProtocolConfig
 
@@ -34,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--phase2-epochs", type=int, default=None)
     p.add_argument("--diagnostics-epoch", type=int, default=250,
                    help="Phase II epoch of the L̂/K diagnostics (clipped to the last; default 250)")
+    p.add_argument("--budget-seconds", type=float, default=None,
+                   help="equal wall time: each Phase II run trains for S seconds of timed steps "
+                        "(compilation apart) instead of a fixed number of epochs; "
+                        f"--phase2-epochs is then a cap (default {BUDGET_EPOCH_CAP})")
     p.add_argument("--cg-iters", type=int, default=None, help="CG budget of the CG methods")
     p.add_argument("--damping", type=float, default=None, help="damping λ of the CG methods")
     p.add_argument("--out", required=True, help="experiment directory (resumed if it exists)")
@@ -75,6 +83,9 @@ def config_from_args(args: argparse.Namespace) -> ProtocolConfig:
         kw["phase1_epochs"] = args.phase1_epochs
     if args.phase2_epochs is not None:
         kw["phase2_epochs"] = args.phase2_epochs
+    if getattr(args, "budget_seconds", None) is not None:
+        kw["budget_seconds"] = args.budget_seconds
+        kw.setdefault("phase2_epochs", BUDGET_EPOCH_CAP)
     opts = {}
     if args.cg_iters is not None:
         opts["maxiter"] = args.cg_iters
@@ -108,6 +119,8 @@ def check_args(args: argparse.Namespace) -> None:
             check_int(value, "--" + flag.replace("_", "-"), low=low)
     if args.damping is not None:
         check_positive(args.damping, "--damping")
+    if getattr(args, "budget_seconds", None) is not None:
+        check_positive(args.budget_seconds, "--budget-seconds")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,8 +143,8 @@ def run(args: argparse.Namespace) -> int:
     check_out_dir(args.out)
     console = Console()
     console.print(f"precond compare {config.problem}: {len(config.methods)} methods, "
-                  f"{config.seeds} seeds, Phase I {config.phase1_epochs} + Phase II "
-                  f"{config.phase2_epochs} epochs, float64 → {args.out}")
+                  f"{config.seeds} seeds, Phase I {config.phase1_epochs} epochs, Phase II "
+                  f"{config.mode()}, float64 → {args.out}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as bar:
         run_protocol(config, args.out, progress=_RichProgress(bar))

@@ -19,6 +19,12 @@ For each seed s (Phase I key s, Phase II data keys 1000 + s):
   is an inexact CG solve) and K = tr(M⁻¹Σ) against tr(Σ) from the B mini-batch gradients.
   The reduction factors are λ_max(H)/L̂ and tr(Σ)/K.
 
+**Equal epochs or equal wall time.**  By default every method runs N₂ epochs (seed 001).  With
+``budget_seconds`` = S every Phase II run instead trains until its timed steps (compilation
+apart) have used S seconds — the ranking a user experiences at equal time — with N₂ as a cap on
+the epochs; a budget run's units carry the budget in their ids and records, so an equal-epoch unit
+is never reused for it (nor one of another budget).
+
 A unit whose loss turns non-finite, or grows beyond ``divergence_factor``·ℓ_0, is recorded as
 diverged (with the epoch) and the experiment goes on.
 
@@ -92,6 +98,8 @@ class ProtocolConfig:
       noise_batches: B ≥ 2, the mini-batches K is estimated from.
       tail: the epochs averaged for the "final" loss that picks the learning rate.
       divergence_factor: a run whose loss exceeds this multiple of ℓ_0 is recorded as diverged.
+      budget_seconds: S > 0 for equal wall time: each Phase II run trains until its timed steps
+        have used S seconds (``phase2_epochs`` is then a cap); None for equal epochs.
     """
 
     problem: str
@@ -108,6 +116,7 @@ class ProtocolConfig:
     noise_batches: int = 10  # B
     tail: int = 10  # epochs averaged for the "final" loss
     divergence_factor: float = 1e6
+    budget_seconds: float | None = None  # equal wall time per Phase II run (None: equal epochs)
 
     def __post_init__(self):
         for name in ("seeds", "phase1_epochs", "noise_batches", "tail"):
@@ -117,6 +126,9 @@ class ProtocolConfig:
             check_int(self.diagnostics_epoch, "diagnostics_epoch", low=0)
         check_positive(self.phase1_lr, "phase1_lr")
         check_positive(self.divergence_factor, "divergence_factor")
+        if self.budget_seconds is not None:
+            object.__setattr__(self, "budget_seconds",
+                               check_positive(self.budget_seconds, "budget_seconds"))
         if self.noise_batches < 2:
             raise ValueError("noise_batches must be ≥ 2 (K is a variance)")
         if not self.methods:
@@ -143,6 +155,13 @@ class ProtocolConfig:
           method: one of ``methods``.
         """
         return tuple(float(x) for x in self.grids.get(method, default_grid(method, self.quick)))
+
+    def mode(self) -> str:
+        """How Phase II runs are made equal, in words (the report's header says it)."""
+        if self.budget_seconds is None:
+            return f"equal epochs ({self.phase2_epochs} per run)"
+        return (f"equal wall time ({self.budget_seconds:g} s of timed training steps per run, "
+                f"at most {self.phase2_epochs} epochs)")
 
     def diag_epoch(self) -> int:
         """The Phase II epoch of the diagnostics, clipped to the last epoch."""
@@ -237,7 +256,7 @@ class _Runner:
         return optax.chain(get_optimizer(method, 1.0, **kw), _scale_by_state_lr(lr))
 
     def run(self, method: str, lr: float, params, data_key, epochs: int, progress: Progress,
-            snapshot_epoch: int | None = None) -> dict:
+            snapshot_epoch: int | None = None, budget_seconds: float | None = None) -> dict:
         # The optimizer's key lives in its state (set by init), so the cached step serves
         # every seed; it is drawn apart from the data keys fold_in(data_key, epoch).
         opt = self.optimizer(method, lr, jax.random.split(data_key)[1])
@@ -254,6 +273,10 @@ class _Runner:
         losses, times, metrics = [], [], []
         elapsed, status, message, snapshot = 0.0, "ok", f"completed {epochs} epochs", None
         for e in range(epochs):
+            if budget_seconds is not None and elapsed >= budget_seconds:
+                message = f"used its {budget_seconds:g} s budget in {e} epochs"
+                progress.advance(epochs - e)
+                break
             if e > 0:
                 batch = jax.block_until_ready(self.sample(jax.random.fold_in(data_key, e)))
             if snapshot_epoch is not None and e == snapshot_epoch:
@@ -279,11 +302,15 @@ class _Runner:
             times.append(elapsed)
             metrics.append(float(self.metric(params)) if self.metric is not None else np.nan)
             progress.advance()
+        if snapshot_epoch is not None and snapshot is None and status == "ok":
+            snapshot_epoch, snapshot = len(losses), _tree_to_flat(params)  # ended before it
         losses = np.asarray(losses, float)
         return {"method": method, "lr": lr, "status": status, "message": message,
                 "loss": losses, "rel_loss": losses / losses[0], "time": np.asarray(times),
                 "metric": np.asarray(metrics), "compile_time": compile_time,
-                "epochs": int(len(losses)), "params": params, "snapshot": snapshot}
+                "epochs": int(len(losses)), "params": params, "snapshot": snapshot,
+                "snapshot_epoch": snapshot_epoch if snapshot is not None else None,
+                "budget_seconds": budget_seconds}
 
 
 def _final(record: dict, tail: int) -> float:
@@ -415,14 +442,21 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
             progress.end_unit(uid, True)
         phase1[s] = runner.unravel(jnp.asarray(store.load_arrays(uid)["params"]))
 
+    budget = config.budget_seconds
+    # A budget run's id names its budget, and its epochs vary (N₂ is only a cap).
+    run_id = (lambda *p: unit_id("run", *p)) if budget is None else \
+        (lambda *p: unit_id("run", *p, f"t{budget:g}s"))
+
     def phase2(method, s, lr, snapshot):
-        uid = unit_id("run", method, s, lr)
-        if store.has_unit(uid, epochs=config.phase2_epochs):
+        uid = run_id(method, s, lr)
+        if store.has_unit(uid, epochs=config.phase2_epochs if budget is None else None) and \
+                store.load_unit(uid).get("budget_seconds") == budget:
             progress.end_unit(uid, True)
             return store.load_unit(uid)
         progress.start_unit(f"{method} lr={lr:g} seed {s}", config.phase2_epochs)
         rec = runner.run(method, lr, phase1[s], jax.random.key(1000 + s), config.phase2_epochs,
-                         progress, snapshot_epoch=config.diag_epoch() if snapshot else None)
+                         progress, snapshot_epoch=config.diag_epoch() if snapshot else None,
+                         budget_seconds=budget)
         arrays = {"snapshot": rec["snapshot"]} if rec["snapshot"] is not None else None
         out = _record(rec, kind="phase2", seed=s)
         store.save_unit(uid, out, arrays)
@@ -449,13 +483,14 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
         # Diagnostics at the chosen run's snapshot.
         if method in CURVATURE_METHODS and recs[best]["status"] == "ok":
             uid = unit_id("diag", method)
-            run_uid = unit_id("run", method, tuning_seed, chosen)
+            run_uid = run_id(method, tuning_seed, chosen)
             if not store.has_unit(uid):
                 progress.start_unit(f"diagnostics {method}", 1)
                 flat = store.load_arrays(run_uid)["snapshot"]
                 d = _diagnostics(problem, config, method, flat, jax.random.key(4242))
+                epoch = recs[best].get("snapshot_epoch")
                 store.save_unit(uid, dict(d, kind="diagnostics", seed=tuning_seed, lr=chosen,
-                                          epoch=config.diag_epoch()))
+                                          epoch=config.diag_epoch() if epoch is None else epoch))
                 progress.advance()
                 progress.end_unit(uid, False)
                 tick()

@@ -88,12 +88,21 @@ def _summary(runs: list[dict], tail: int) -> dict:
             "metric_mean": float(np.nanmean(metric)) if metric.size else np.nan,
             "metric_std": float(np.nanstd(metric)) if metric.size else np.nan,
             "time_total": float(np.mean([r["time"][-1] for r in ok])) if ok else np.nan,
+            "epochs": float(np.mean([r["epochs"] for r in ok])) if ok else np.nan,
             "compile": max((r.get("compile_time") or 0.0) for r in runs) if runs else np.nan,
             "reach": reach}
 
 
 def _fmt(x, spec=".3g") -> str:
     return "—" if x is None or not np.isfinite(x) else format(x, spec)
+
+
+def _mode(cfg: dict) -> str:
+    """The configuration's comparison mode in words (``ProtocolConfig.mode``); units written
+    before equal-time runs existed have no ``budget_seconds`` and ran at equal epochs."""
+    from .protocol import ProtocolConfig, _from_json
+
+    return ProtocolConfig(**_from_json(cfg)).mode()
 
 
 def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> Path:
@@ -125,11 +134,12 @@ def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> P
     L = [f"# precond compare: {cfg['problem']}", ""]
     if command:
         L += ["Command:", "", f"    {command}", ""]
+    L += [f"Comparison mode: **{_mode(cfg)}**.", ""]
     L += ["## Configuration", "",
           f"- problem `{cfg['problem']}`, sizes {cfg['problem_sizes']}, "
           f"{cfg['num_params']} parameters, {cfg.get('dtype', 'float64')}",
           f"- Phase I: Adam (lr {cfg['phase1_lr']:g}) for {cfg['phase1_epochs']} epochs from each "
-          f"seed (shared by all methods); Phase II: {cfg['phase2_epochs']} epochs per method; "
+          f"seed (shared by all methods); Phase II: {_mode(cfg)}; "
           "one fresh data set and one optimizer step per epoch",
           f"- seeds: {cfg['seeds']} (learning rate tuned on seed 0 by the final loss, mean of the "
           f"last {tail} epochs); method options {cfg['method_options'] or 'defaults'} "
@@ -140,8 +150,8 @@ def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> P
     L += ["## Ranking (Phase II, relative loss: first Phase II value = 1)", "",
           "| rank | method | lr | final rel. loss (mean ± std) | " +
           " | ".join(f"epochs / s to {t:g}" for t in THRESHOLDS) +
-          " | final metric | train time (s) | compile (s) | diverged |",
-          "|---|---|---|---|" + "---|" * len(THRESHOLDS) + "---|---|---|---|"]
+          " | final metric | train time (s) | epochs | compile (s) | diverged |",
+          "|---|---|---|---|" + "---|" * len(THRESHOLDS) + "---|---|---|---|---|"]
     for i, m in enumerate(order, 1):
         s = summ[m]
         reach = []
@@ -152,7 +162,8 @@ def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> P
         L.append(f"| {i} | {m} | {data['choices'][m]['lr']:g} | {_fmt(s['final_mean'])} ± "
                  f"{_fmt(s['final_std'], '.2g')} | " + " | ".join(reach) +
                  f" | {_fmt(s['metric_mean'])} ± {_fmt(s['metric_std'], '.2g')} | "
-                 f"{_fmt(s['time_total'], '.2f')} | {_fmt(s['compile'], '.1f')} | "
+                 f"{_fmt(s['time_total'], '.2f')} | {_fmt(s['epochs'], '.0f')} | "
+                 f"{_fmt(s['compile'], '.1f')} | "
                  f"{s['n'] - s['ok']}/{s['n']} |")
     L += ["", "Epochs / seconds to reach a relative loss: mean over the seeds that reached it "
           "(count shown when not all did).  Methods with diverged seeds rank last; their loss "
@@ -164,7 +175,8 @@ def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> P
     L += ["",
           "![loss vs epoch](loss_vs_epoch.png) ![loss vs time](loss_vs_time.png)", ""]
     if data["diagnostics"]:
-        L += [f"## Diagnostics (Phase II epoch {cfg['phase2_epochs'] - 1 if cfg['diagnostics_epoch'] is None else min(cfg['diagnostics_epoch'], cfg['phase2_epochs'] - 1)}, seed 0)",  # noqa: E501
+        epochs = sorted({str(d.get("epoch")) for d in data["diagnostics"].values()})
+        L += [f"## Diagnostics (Phase II epoch {', '.join(epochs)}, seed 0)",
               "", "M built from the first of B fresh mini-batches; H = Hessian on that batch; "
               "L̂ = λ_max(M⁻¹H) by power iteration; K = tr(M⁻¹Σ) from the B mini-batch gradients.",
               "", "| method | B | λ_max(H) | L̂ = λ_max(M⁻¹H) | L̂ reduction | tr Σ | K = tr(M⁻¹Σ) "
