@@ -1,22 +1,34 @@
-"""Local conditioning in the M-geometry: L̂, ĉ and κ̂ from the extreme eigenvalues of M⁻¹H."""
+"""Local conditioning in the M-geometry: L̂, ĉ and κ̂ from the extreme eigenvalues of M⁻¹H, and
+the Lanczos process on M⁻¹H in the M-inner product that needs only products with M⁻¹."""
 
 from __future__ import annotations
 
 import math
 import warnings
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
-from precond.linalg import Status, check_status, congruence, lanczos, power_iteration
+from precond.linalg import (
+    IdentityOperator,
+    Status,
+    check_status,
+    congruence,
+    lanczos,
+    power_iteration,
+)
 from precond.validation import check_int, check_key, check_nonnegative, check_positive, float_dtype
 
 from ._operators import ProductOperator, as_square_operator, spd_sqrt
 
-__all__ = ["Conditioning", "IndefiniteCurvatureWarning", "local_conditioning"]
+__all__ = ["Conditioning", "IndefiniteCurvatureWarning", "MLanczos", "local_conditioning",
+           "m_lanczos"]
 
-METHODS = ("auto", "lanczos", "power")
+METHODS = ("auto", "lanczos", "m-lanczos", "power")
 
 
 class IndefiniteCurvatureWarning(UserWarning):
@@ -59,14 +71,18 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
     operators (and matvec-only ones of size ≤ ``dense_limit``, densified).  ``method="power"``
     needs only applications of M⁻¹, so it also fits an inexact (CG-based, nonlinear) solve:
     L̂ by power iteration on M⁻¹H, then ĉ by power iteration on the shifted L̂I − M⁻¹H
-    (eigenvalues L̂ − λ_i ≥ 0, dominant L̂ − ĉ).  ``"auto"`` picks Lanczos when S is available.
+    (eigenvalues L̂ − λ_i ≥ 0, dominant L̂ − ĉ).  ``method="m-lanczos"`` runs :func:`m_lanczos`
+    (Lanczos on M⁻¹H in the M-inner product, one M⁻¹ and one H product per step, no S) from a
+    random start: the same Ritz values as ``"lanczos"`` for a linear M⁻¹, so ĉ follows the same
+    rule for every M (an inexact M⁻¹ such as a fixed-budget CG solve is treated as linear).
+    ``"auto"`` picks Lanczos when S is available, else power iteration.
 
     Args:
       H: curvature operator (n, n) (a precond operator or array), symmetric: one random probe
         pair (two products) checks it, and a non-symmetric H is a ``ValueError``.
       M_inv: operator applying M⁻¹ (or a callable v ↦ M⁻¹v); None means M = I.
       key: jax.random key for the starting vectors (required).
-      method: "auto", "lanczos" or "power" (above).
+      method: "auto", "lanczos", "m-lanczos" or "power" (above).
       num_steps: Lanczos steps (default min(n, 100): exact for n ≤ 100; extreme Ritz values
         converge first, inwards).
       maxiter, tol: power iteration caps (Rayleigh quotients agreeing to ``tol`` relative).
@@ -78,7 +94,8 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
     issued and ĉ is replaced by a PL-style proxy: ``pl_constant`` when given; otherwise (Lanczos)
     the smallest Ritz value above pl_rtol·L̂ — the PL constant of the quadratic model on its
     positive-curvature subspace — or (power) the floor pl_rtol·L̂.  ``Conditioning.proxy`` says
-    which.
+    which.  Lanczos and m-Lanczos apply this one rule whatever M is, so a ratio of two ĉ is never
+    a Ritz value against a floor.
 
     References:
       Scott et al., "Design Criteria for SGD Preconditioners", TMLR 2026, Lemma 3.1.
@@ -97,13 +114,19 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
     _check_symmetric(H, jax.random.fold_in(key, _PROBE), n, dtype)
     M = None if M_inv is None else as_square_operator(M_inv, "M_inv", n, dtype)
     S = None
-    if M is not None and method != "power":
+    if M is not None and method not in ("power", "m-lanczos"):
         S = spd_sqrt(M, "M_inv", dense_limit=max(dense_limit, n if method == "lanczos" else 0))
     if method == "auto":
         method = "lanczos" if (M is None or S is not None) else "power"
     if method == "lanczos":
         theta, converged = _lanczos_extremes(H, S, key, n, dtype, num_steps)
         L, lam_min = float(theta[-1]), float(theta[0])
+    elif method == "m-lanczos":
+        k = min(n, 100) if num_steps is None else min(int(num_steps), n)
+        theta = jnp.asarray(m_lanczos(H, M, jax.random.normal(key, (n,), dtype), k).theta)
+        if theta.size == 0:
+            raise ValueError("M⁻¹ annihilated the random start vector; is M_inv SPD?")
+        L, lam_min, converged = float(theta[-1]), float(theta[0]), True
     else:
         L, lam_min, converged = _power_extremes(H, M, key, n, dtype, maxiter, tol)
         theta = None
@@ -129,7 +152,7 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
         warnings.warn(f"H is not positive definite in M's geometry (λ_min(M⁻¹H) = {lam_min:.3g}); "
                       f"ĉ replaced by the {proxy}: ĉ = {c:.3g}", IndefiniteCurvatureWarning,
                       stacklevel=2)
-    status = (Status.SUCCESS if method == "lanczos" else
+    status = (Status.SUCCESS if method in ("lanczos", "m-lanczos") else
               Status.CONVERGED if converged else Status.MAX_ITERATIONS)
     return Conditioning(L, c, L / c, lam_min, proxy, method, bool(converged), status)
 
@@ -182,3 +205,98 @@ def _power_extremes(H, M, key, n, dtype, maxiter, tol):
     other = lam - sign * float(second.eigenvalue)
     hi, lo = (lam, other) if lam > 0 else (other, lam)
     return hi, lo, bool(first.converged) and bool(second.converged)
+
+
+class MLanczos(NamedTuple):
+    """Ritz pairs of M⁻¹H from :func:`m_lanczos` (m ≤ k steps: fewer when the Krylov space of
+    the start closed, i.e. it is exactly invariant).
+
+    ``theta`` (m,) ascending Ritz values θ_j; ``weights`` (m,) the squared first components
+    y_j[0]² of the eigenvectors of T (they sum to 1: the Gauss quadrature weights of the start);
+    ``vectors`` (n, m) the Ritz vectors x_j = Q y_j in parameter space, M-orthonormal
+    (x_iᵀMx_j = δ_ij), so the component of a gradient-space vector a along x_j is x_jᵀa;
+    ``start_norm2`` = r₀ᵀM⁻¹r₀ for the start r₀; ``steps`` = m.
+    """
+
+    theta: np.ndarray
+    weights: np.ndarray
+    vectors: jax.Array
+    start_norm2: float
+    steps: int
+
+
+def m_lanczos(H, M_inv, r0, num_steps: int) -> MLanczos:
+    """Lanczos on M⁻¹H in the M-inner product, needing only products with H and M⁻¹.
+
+    M⁻¹H is self-adjoint in ⟨x, y⟩_M = xᵀMy and similar to M^{-1/2}HM^{-1/2}, so this is
+    Lanczos on the latter from the start M^{-1/2}r₀ without ever forming M^{±1/2}: the basis
+    q_j (M-orthonormal) is kept with p_j = Mq_j, each step takes w = Hq_j, M-orthogonalizes it
+    against all previous q (twice, full reorthogonalization) through p, and sets
+    q_{j+1} = M⁻¹w/β, β² = wᵀM⁻¹w — one H and one M⁻¹ product per step (preconditioned Lanczos,
+    the process behind PCG).  The start r₀ lives in gradient space (a gradient, or a random
+    vector); the recurrence stops early (``steps`` < k) when β falls to rounding level.
+
+    Args:
+      H: symmetric (n, n) operator (array, precond operator or pytree operator).
+      M_inv: SPD (n, n) operator applying M⁻¹ (None: M = I).
+      r0: (n,) start in gradient space.
+      num_steps: k ≥ 1 (at most n).
+    """
+    H = as_square_operator(H, "H")
+    n = H.shape[0]
+    r0 = jnp.asarray(r0)
+    if r0.shape != (n,):
+        raise ValueError(f"r0 must have shape ({n},), got {r0.shape}")
+    k = check_int(num_steps, "num_steps", low=1, high=n)
+    dtype = float_dtype(H.dtype, r0.dtype)
+    P = IdentityOperator(n, dtype) if M_inv is None else as_square_operator(M_inv, "M_inv", n,
+                                                                             dtype)
+    alpha, beta, active, Q, b0 = _m_lanczos(H, P, r0.astype(dtype), k)
+    m = int(np.sum(np.asarray(active)))
+    b0 = float(b0)
+    if not math.isfinite(b0) or not bool(jnp.all(jnp.isfinite(alpha))):
+        raise ValueError("H or M_inv produced NaN or inf in the Lanczos recurrence")
+    if m == 0:
+        return MLanczos(np.zeros(0), np.zeros(0), jnp.zeros((n, 0), dtype), b0**2, 0)
+    a = np.asarray(alpha[:m], np.float64)
+    b = np.asarray(beta[:m - 1], np.float64)
+    T = np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
+    theta, Y = np.linalg.eigh(T)
+    X = Q[:, :m] @ jnp.asarray(Y, dtype)
+    return MLanczos(theta, Y[0] ** 2, X, b0**2, m)
+
+
+@partial(jax.jit, static_argnums=3)
+def _m_lanczos(H, P, r0, k):
+    H, P = H.linearize(), P.linearize()
+    n, dtype = r0.shape[0], r0.dtype
+    eps = jnp.finfo(dtype).eps
+    z0 = P.matvec(r0)
+    b0 = jnp.sqrt(jnp.maximum(jnp.vdot(r0, z0), 0))
+    ok0 = b0 > 0
+    safe = jnp.where(ok0, b0, 1)
+    Q = jnp.zeros((n, k + 1), dtype).at[:, 0].set(jnp.where(ok0, z0 / safe, 0))
+    R = jnp.zeros((n, k + 1), dtype).at[:, 0].set(jnp.where(ok0, r0 / safe, 0))
+
+    def step(carry, j):
+        Q, R, beta_prev, scale, active = carry
+        q, p = Q[:, j], R[:, j]
+        p_prev = jnp.where(j > 0, R[:, jnp.maximum(j - 1, 0)], jnp.zeros_like(p))
+        w = H.matvec(q) - beta_prev * p_prev
+        a = jnp.vdot(q, w)
+        w = w - a * p
+        w = w - R @ (Q.T @ w)  # M-orthogonal to every q_i: q_iᵀw = 0 (p_i = Mq_i)
+        w = w - R @ (Q.T @ w)
+        z = P.matvec(w)
+        b = jnp.sqrt(jnp.maximum(jnp.vdot(w, z), 0))
+        scale = jnp.maximum(scale, jnp.maximum(jnp.abs(a), b))
+        going = active & (b > jnp.sqrt(eps) * scale) & jnp.isfinite(b)
+        safe = jnp.where(going, b, 1)
+        Q = lax.dynamic_update_slice(Q, jnp.where(going, z / safe, 0)[:, None], (0, j + 1))
+        R = lax.dynamic_update_slice(R, jnp.where(going, w / safe, 0)[:, None], (0, j + 1))
+        b = jnp.where(going, b, 0)
+        return (Q, R, b, scale, going), (jnp.where(active, a, 0), b, active)
+
+    init = (Q, R, jnp.zeros((), dtype), jnp.zeros((), dtype), ok0)
+    (Q, _, _, _, _), (alpha, beta, active) = lax.scan(step, init, jnp.arange(k))
+    return alpha, beta, active, Q[:, :k], b0

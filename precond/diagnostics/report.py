@@ -17,7 +17,7 @@ from precond.curvature import hessian_operator, minibatch_gradients
 from precond.linalg import LinearOperator
 from precond.validation import check_key, check_positive
 
-from ._operators import as_square_operator
+from ._operators import as_square_operator, spd_sqrt
 from .conditioning import local_conditioning
 from .noise import noise_level
 from .theory import noise_floor, recommended_step
@@ -234,8 +234,11 @@ def diagnose(loss_fn: Callable, params, batches, preconditioner=None, *, M_inv=N
       alpha: α for both floors (default: the recommended α for M).
       mu: μ, the gradient-alignment constant (1 for unbiased gradients).
       curvature: H as any (n, n) operator (default: the mean mini-batch Hessian).
-      method: "auto", "lanczos" or "power" for the conditioning with M (see
-        ``local_conditioning``; a CG-based M⁻¹ is inexact and takes "power").
+      method: "auto", "lanczos", "m-lanczos" or "power" for the conditioning with M (see
+        ``local_conditioning``).  "auto": Lanczos on M^{-1/2}HM^{-1/2} when M⁻¹ has an exact
+        square root, else "m-lanczos" (Lanczos in the M-inner product, M⁻¹ products only, as
+        for a CG-based M⁻¹) — so ĉ before and after follow one rule (the smallest Ritz value
+        above the PL threshold on an indefinite H), never a Ritz value against a floor.
       num_steps: Lanczos steps.
       target_floor: recommend the α whose floor meets this target instead.
       label: the report's name for the preconditioner.
@@ -263,6 +266,8 @@ def diagnose(loss_fn: Callable, params, batches, preconditioner=None, *, M_inv=N
     else:
         H = as_square_operator(curvature, "curvature", n, dtype)
     before = local_conditioning(H, None, k_before, num_steps=num_steps)
+    if method == "auto" and spd_sqrt(Minv, "M_inv") is None:
+        method = "m-lanczos"
     after = local_conditioning(H, Minv, k_after, method=method, num_steps=num_steps)
     nb, na = noise_level(G), noise_level(G, Minv)
     rec = recommended_step(after.L_hat, after.c_hat, na.K, mu=mu, target_floor=target_floor)
