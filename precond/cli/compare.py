@@ -24,11 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
       sub: the ``argparse`` subparsers of the ``precond`` parser.
     """
     from precond.experiments.protocol import DEFAULT_METHODS
-    from precond.problems.registry import PROBLEMS
+    from precond.problems.registry import problem_names
 
     p = sub.add_parser("compare", help="run the two-phase protocol and write a report",
                        description=__doc__)
-    p.add_argument("problem", choices=sorted(PROBLEMS))
+    p.add_argument("problem", choices=problem_names())
     p.add_argument("--methods", nargs="+", default=list(DEFAULT_METHODS),
                    help=f"optimizers from precond.optim (default {' '.join(DEFAULT_METHODS)})")
     p.add_argument("--seeds", type=int, default=None, help="seeds (default 5; 3 with --quick)")

@@ -56,3 +56,21 @@ def test_compare_budget_not_positive(capsys, tmp_path, value):
     _one_line_error(capsys, ["compare", "franke", "--budget-seconds", value, "--out",
                              str(tmp_path / "c")], "--budget-seconds")
     assert not (tmp_path / "c").exists()  # checked before any work
+
+
+def test_logistic_problem_and_missing_fashion_mnist(monkeypatch, tmp_path):
+    import jax
+    import numpy as np
+
+    import precond.problems.data as data
+    from precond.problems.registry import get_problem
+
+    p = get_problem("logistic", quick=True, batch_size=8)
+    params = p.init_params(jax.random.key(0))
+    x, y = p.sample_batch(jax.random.key(1))
+    assert x.shape == (8, 30) and set(np.unique(y)) <= {0.0, 1.0}
+    assert np.isclose(p.loss(params, (x, y)), np.log(2.0))  # w = 0: every p = ½
+    assert 0 < p.metric(params) < 1
+    monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path)  # the Debian package is absent
+    with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        get_problem("fashion-mnist-mlp", quick=True)
