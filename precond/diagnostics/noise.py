@@ -57,6 +57,8 @@ def stack_gradients(grad_samples) -> jax.Array:
         raise ValueError("grad_samples leaves must share their leading (sample) axis, got "
                          f"leading sizes {sorted(B)}")
     b = B.pop()
+    if b == 0:
+        raise ValueError("grad_samples holds no samples (leading axis of size 0)")
     return jnp.concatenate([jnp.reshape(jnp.asarray(x), (b, -1)) for x in leaves], axis=1)
 
 

@@ -11,7 +11,8 @@ from precond.validation import check_finite_array as check_finite
 from precond.validation import check_int, check_key, check_nonnegative, float_dtype, is_concrete
 
 __all__ = ["is_concrete", "as_array", "check_finite", "check_vector", "check_square",
-           "check_rank", "check_nonnegative", "check_key", "check_symmetric"]
+           "check_rank", "check_nonnegative", "check_key", "check_symmetric",
+           "check_factorizable", "check_maxiter"]
 
 
 def as_array(x) -> jax.Array:
@@ -33,10 +34,33 @@ def check_vector(v, n: int, name: str) -> jax.Array:
 
 
 def check_square(A, name: str = "A") -> int:
-    """n for a square (n, n) ``A``; ``ValueError`` otherwise."""
+    """n for a square (n, n) real ``A``; ``ValueError`` (shape) or ``TypeError`` (complex)."""
     if len(A.shape) != 2 or A.shape[0] != A.shape[1]:
         raise ValueError(f"{name} must be square, got shape {tuple(A.shape)}")
+    dtype = getattr(A, "dtype", None)
+    if dtype is not None and jnp.issubdtype(dtype, jnp.complexfloating):
+        raise TypeError(f"{name} has dtype {jnp.dtype(dtype).name}; precond.linalg solves real "
+                        "symmetric problems only")
     return A.shape[0]
+
+
+def check_factorizable(A, what: str, name: str = "A") -> None:
+    """``TypeError`` naming ``name`` when ``A`` is float16/bfloat16: ``what`` factorizes
+    (eigh, SVD, QR, Cholesky) in A's dtype, and LAPACK has no half precision."""
+    dtype = jnp.dtype(A.dtype)
+    if dtype.itemsize < 4 and jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"{what}: {name} has dtype {dtype.name}, but its dense factorizations "
+                        "need float32 or float64 (LAPACK has no half precision); pass "
+                        f"{name} in float32")
+
+
+def check_maxiter(maxiter, low: int = 0):
+    """``maxiter`` as an int ≥ ``low`` when concrete (a tracer passes unchecked)."""
+    if not is_concrete(maxiter):
+        return maxiter
+    if hasattr(maxiter, "dtype") and np.ndim(maxiter) == 0:
+        maxiter = np.asarray(maxiter)[()]
+    return check_int(maxiter, "maxiter", low=low)
 
 
 def check_rank(rank: int, n: int) -> int:

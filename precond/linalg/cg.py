@@ -11,7 +11,7 @@ from jax import lax
 
 from precond.validation import check_nonnegative, float_dtype, is_concrete
 
-from ._checks import check_square, check_symmetric, check_vector
+from ._checks import check_maxiter, check_square, check_symmetric, check_vector
 from .operators import LinearOperator, as_operator
 from .status import Status, check_status
 
@@ -122,10 +122,7 @@ def cg(
             raise ValueError(f"M has shape {M.shape}; expected ({n}, {n})")
     check_nonnegative(tol, "tol")
     check_nonnegative(atol, "atol")
-    if maxiter is None:
-        maxiter = 10 * n
-    if is_concrete(maxiter) and int(maxiter) < 0:
-        raise ValueError(f"maxiter must be ≥ 0, got {maxiter}")
+    maxiter = 10 * n if maxiter is None else check_maxiter(maxiter)
     result = _cg(A, b, M, x0, jnp.asarray(tol, dtype), jnp.asarray(atol, dtype),
                  jnp.asarray(maxiter, jnp.int32), zero_start=zero_start)
     if throw and is_concrete(result.status):

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from precond.validation import check_int, check_key, check_positive, float_dtype
 
-from ._checks import check_square
+from ._checks import check_factorizable, check_square
 from .lanczos import _lanczos_body
 from .operators import as_operator
 from .status import Status, check_status
@@ -85,6 +85,7 @@ def spectral_density(
     """
     A = as_operator(A)
     n = check_square(A)
+    check_factorizable(A, "spectral_density")
     num_probes = check_int(num_probes, "num_probes", low=1)
     num_steps = check_int(num_steps, "num_steps", low=1, high=n)
     key = check_key(key)

@@ -41,8 +41,10 @@ class LanczosResult(NamedTuple):
         return jnp.diag(self.alpha) + jnp.diag(self.beta, 1) + jnp.diag(self.beta, -1)
 
     def ritz_values(self) -> jax.Array:
-        """Eigenvalues of T, ascending: they approximate A's extreme eigenvalues first."""
-        return jnp.linalg.eigvalsh(self.tridiagonal())
+        """Eigenvalues of T, ascending: they approximate A's extreme eigenvalues first (in at
+        least float32: LAPACK has no half precision)."""
+        T = self.tridiagonal()
+        return jnp.linalg.eigvalsh(T.astype(jnp.promote_types(T.dtype, jnp.float32)))
 
 
 def lanczos(A, num_steps: int, key: jax.Array, *, v0=None) -> LanczosResult:

@@ -129,8 +129,30 @@ def from_matvec(matvec: Callable, *params: Any, size: int | None = None, dtype=N
                         "size=n), with fn(v, *params) -> Av")
     size = check_int(size, "size", low=1)
     params = _check_leaves(params)
-    dtype = float_dtype(*params) if dtype is None else jnp.dtype(dtype)
+    # an integer or boolean dtype is promoted: products are never computed in integers
+    dtype = float_dtype(*params) if dtype is None else float_dtype(jnp.dtype(dtype))
+    _check_output(matvec, params, size, dtype, "matvec")
+    if rmatvec is not None and rmatvec is not matvec:
+        _check_output(rmatvec, params, size, dtype, "rmatvec")
     return MatvecOperator(matvec, (size, size), dtype, rmatvec, params)
+
+
+def _check_output(fn, params, size: int, dtype, name: str) -> None:
+    """``ValueError`` naming ``size`` when ``fn(v, *params)``, v of shape (size,), does not
+    return shape (size,); traced abstractly once (``jax.eval_shape``: no computation)."""
+    v = jax.ShapeDtypeStruct((size,), dtype)
+    try:
+        out = jax.eval_shape(fn, v, *params)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+            jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError):
+        return  # not a shape error: left to the solver, which says the same
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"from_matvec: {name}(v, *params) fails for v of shape ({size},) "
+                         f"(size={size}): {str(e).splitlines()[0]}") from e
+    if getattr(out, "shape", None) != (size,):
+        raise ValueError(f"from_matvec: {name}(v, *params) returns shape "
+                         f"{getattr(out, 'shape', type(out).__name__)} for v of shape ({size},); "
+                         f"expected ({size},) (size={size})")
 
 
 def is_scipy_operator(A) -> bool:

@@ -9,9 +9,23 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from precond.validation import check_key, check_nonnegative, float_dtype, is_concrete
+from precond.validation import (
+    check_int,
+    check_key,
+    check_nonnegative,
+    check_positive,
+    float_dtype,
+    is_concrete,
+)
 
-from ._checks import check_rank, check_square, check_symmetric, check_vector
+from ._checks import (
+    check_factorizable,
+    check_maxiter,
+    check_rank,
+    check_square,
+    check_symmetric,
+    check_vector,
+)
 from .cg import CGResult, _cg_body, cg
 from .operators import LinearOperator, LowRankPlusIdentity, as_operator
 from .power import power_iteration
@@ -64,6 +78,7 @@ def nystrom(A, rank: int, key: jax.Array) -> NystromApprox:
     """
     A = as_operator(A)
     n = check_square(A)
+    check_factorizable(A, "nystrom")
     rank = check_rank(rank, n)
     key = check_key(key)
     check_symmetric(A, "nystrom")
@@ -257,8 +272,11 @@ def nystrom_adaptive(
     """
     A = as_operator(A)
     n = check_square(A)
+    check_factorizable(A, "nystrom_adaptive")
     key = check_key(key)
     check_nonnegative(mu, "mu")
+    check_positive(tolerance, "tolerance")
+    power_steps = check_int(power_steps, "power_steps", low=1)
     max_rank = n if max_rank is None else check_rank(max_rank, n)
     rank = check_rank(min(initial_rank, max_rank), n)
     check_symmetric(A, "nystrom_adaptive")  # once, not per doubling
@@ -341,6 +359,7 @@ def nystrom_pcg(
     """
     A = as_operator(A)
     n = check_square(A)
+    check_factorizable(A, "nystrom_pcg")
     check_vector(b, n, "b")
     check_nonnegative(mu, "mu")
     if isinstance(rank, str):
@@ -358,9 +377,7 @@ def nystrom_pcg(
     b = jnp.asarray(b, dtype)
     zero_start = x0 is None
     x0 = jnp.zeros(n, dtype) if zero_start else check_vector(x0, n, "x0").astype(dtype)
-    maxiter = 10 * n if maxiter is None else maxiter
-    if is_concrete(maxiter) and int(maxiter) < 0:
-        raise ValueError(f"maxiter must be ≥ 0, got {maxiter}")
+    maxiter = 10 * n if maxiter is None else check_maxiter(maxiter)
     result = _nystrom_pcg(A, b, jnp.asarray(mu, dtype), key, x0, jnp.asarray(tol, dtype),
                           jnp.asarray(atol, dtype), jnp.asarray(maxiter, jnp.int32), rank=rank,
                           zero_start=zero_start)

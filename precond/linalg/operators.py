@@ -53,6 +53,9 @@ class LinearOperator:
     # True when the operator is symmetric by construction: symmetric-only solvers then skip
     # their probe (``precond.linalg._checks.check_symmetric``).
     symmetric: bool = False
+    # numpy defers to the operator's own __rmul__/__radd__ (which check the scalar) instead of
+    # broadcasting it into an object array: ``np.ones(2) * A`` is a TypeError, not an array.
+    __array_ufunc__ = None
 
     def matvec(self, v: jax.Array) -> jax.Array:
         raise NotImplementedError

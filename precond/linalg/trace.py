@@ -10,7 +10,7 @@ import jax.numpy as jnp
 
 from precond.validation import check_int, check_key, float_dtype
 
-from ._checks import check_square
+from ._checks import check_factorizable, check_square
 from .operators import as_operator
 from .status import Status, check_status
 
@@ -82,6 +82,7 @@ def hutchpp_trace(A, key: jax.Array, num_matvecs: int = 99) -> TraceEstimate:
     """
     A = as_operator(A)
     check_square(A)
+    check_factorizable(A, "hutchpp_trace")
     k = check_int(num_matvecs, "num_matvecs", low=6) // 3
     value, stderr = _hutchpp(A, check_key(key), k=k)
     return TraceEstimate(value, stderr, 3 * k, _status(value))

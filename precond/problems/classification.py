@@ -258,8 +258,10 @@ def normalize(X: np.ndarray, *, max_rows: int | None = None, seed: int = 0,
     if max_rows is not None:
         max_rows = check_int(max_rows, "max_rows", low=1)
     X = np.asarray(X, dtype=np.float64)
-    if X.ndim != 2:
-        raise ValueError(f"X must be a 2-D array (N, d), got shape {X.shape}")
+    if X.ndim != 2 or X.shape[0] == 0:
+        raise ValueError(f"X must be a 2-D array (N, d) with N ≥ 1, got shape {X.shape}")
+    if y is not None and np.shape(y)[:1] != X.shape[:1]:
+        raise ValueError(f"y has shape {np.shape(y)}; expected ({X.shape[0]},) to match X")
     bad = np.flatnonzero(~np.all(np.isfinite(X), axis=0))
     if bad.size:
         cols = ", ".join(map(str, bad[:10])) + (", …" if bad.size > 10 else "")

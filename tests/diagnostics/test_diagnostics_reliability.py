@@ -43,3 +43,9 @@ def test_nan_scalars_in_diagnostics_are_value_errors(bad):
         local_conditioning(H, key=jax.random.key(0), pl_rtol=bad)
     with pytest.raises(ValueError, match="sigma"):
         spectral_densities(H, H, jax.random.key(0), sigma=bad)
+
+
+def test_noise_level_with_zero_samples_is_a_value_error():
+    """A (0, n) array divided by zero inside jnp.reshape (ZeroDivisionError)."""
+    with pytest.raises(ValueError, match="no samples"):
+        noise_level(np.ones((0, 5)))

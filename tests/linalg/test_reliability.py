@@ -169,3 +169,56 @@ def test_symmetry_probe_skipped_under_jit_and_keeps_one_compiled_loop():
     for scale in (1.0, 2.0, 3.0):
         cg(scale * A, jnp.ones(6), tol=1e-8).check()
     assert _cg._cache_size() - before <= 1
+
+
+# --- dtypes and arguments the fuzz suite (tests/fuzz) found -------------------------------
+
+@pytest.mark.parametrize("routine", ["nystrom", "nystrom_pcg", "hutchpp", "spectral_density"])
+def test_float16_operator_in_a_factorizing_routine_is_a_type_error_naming_A(routine):
+    """LAPACK has no float16: these raised NotImplementedError from deep inside jaxlib."""
+    from precond.linalg import hutchpp_trace, spectral_density
+
+    A, key = np.eye(4, dtype=np.float16), jax.random.key(0)
+    calls = {"nystrom": lambda: nystrom(A, 2, key),
+             "nystrom_pcg": lambda: nystrom_pcg(A, np.ones(4), 0.1, 2, key),
+             "hutchpp": lambda: hutchpp_trace(A, key, 6),
+             "spectral_density": lambda: spectral_density(A, key, num_steps=2)}
+    with pytest.raises(TypeError, match="A has dtype float16"):
+        calls[routine]()
+
+
+def test_lanczos_float16_ritz_values_in_float32():
+    theta = lanczos(np.diag(np.arange(1.0, 5.0)).astype(np.float16), 4,
+                    jax.random.key(0)).ritz_values()
+    assert theta.dtype == jnp.float32
+    np.testing.assert_allclose(theta, [1, 2, 3, 4], rtol=1e-2)
+
+
+def test_from_matvec_dtype_int_is_promoted_and_a_wrong_size_is_a_value_error():
+    from precond.linalg import from_matvec
+
+    def mv(v, M):
+        return M @ v
+
+    M = np.diag(np.arange(1, 5))
+    assert jnp.issubdtype(from_matvec(mv, M, size=4, dtype=int).dtype, jnp.floating)
+    with pytest.raises(ValueError, match="size=3"):
+        from_matvec(mv, M, size=3)
+
+
+def test_numpy_array_times_operator_is_a_type_error_not_an_object_array():
+    op = DenseOperator(np.eye(2))
+    with pytest.raises(TypeError, match="scalar"):
+        np.ones(2) * op
+    assert isinstance(np.float64(0.5) * op, type(0.5 * op))
+
+
+def test_maxiter_must_be_an_int_and_complex_operators_are_rejected():
+    A = np.eye(3)
+    for bad in (1.5, float("nan")):
+        with pytest.raises(TypeError, match="maxiter"):
+            cg(A, np.ones(3), maxiter=bad)
+        with pytest.raises(TypeError, match="maxiter"):
+            nystrom_pcg(A, np.ones(3), 0.1, 2, jax.random.key(0), maxiter=bad)
+    with pytest.raises(TypeError, match="complex"):
+        cg(A.astype(complex), np.ones(3))

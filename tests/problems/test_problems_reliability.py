@@ -15,3 +15,10 @@ def test_normalize_column_with_one_nan_is_an_error_naming_it():
         normalize(X)
     X[1, 1] = 4.5  # finite: nothing is dropped but the constant columns (none here)
     assert normalize(X).shape == (3, 3)
+
+
+def test_normalize_empty_X_or_mismatched_y_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="N ≥ 1"):
+        normalize(np.ones((0, 3)))  # was numpy's "zero-size array to reduction operation"
+    with pytest.raises(ValueError, match="y has shape"):
+        normalize(np.eye(4), y=np.ones(3))  # was returned as is
