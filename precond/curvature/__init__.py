@@ -23,6 +23,10 @@ from .hessian import bind_batch as bind_batch
 from .hessian import hessian_linear_map as hessian_linear_map
 from .hessian import hessian_operator as hessian_operator
 from .hessian import hvp as hvp
+from .layers import DenseLayer as DenseLayer
+from .layers import LayerCapture as LayerCapture
+from .layers import capture_dense_layers as capture_dense_layers
+from .layers import find_dense_layers as find_dense_layers
 from .output_losses import OutputLoss as OutputLoss
 from .output_losses import get_output_loss as get_output_loss
 from .output_losses import mean_squared_error as mean_squared_error

@@ -36,11 +36,10 @@ from precond import preconditioners as pc
 from precond.validation import check_options, check_positive
 
 from ._objective import evaluate, step_objective, structural_int
-from .contrib import muon, sophia
+from .kfac import kfac
 from .nncg import nncg
 from .osgm import osgm
 from .preconditioned_sgd import preconditioned_sgd
-from .shampoo import shampoo
 
 __all__ = ["sgd", "momentum", "adam", "adagrad", "rmsprop", "lbfgs", "cg_hessian", "cg_ggn",
            "nystrom_sgd", "spectral_sgd", "get_optimizer", "OPTIMIZERS", "CONTEXT"]
@@ -269,9 +268,7 @@ OPTIMIZERS: dict[str, Callable] = {
     "spectral-sgd": spectral_sgd,
     "nncg": nncg,
     "osgm": osgm,
-    "shampoo": shampoo,
-    "sophia": sophia,
-    "muon": muon,
+    "kfac": kfac,
 }
 
 # What a problem offers every method; a method that does not use one ignores it.
