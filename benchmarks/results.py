@@ -20,6 +20,7 @@ ORDER = (
     ("promise", "Seed 003 — PROMISE with default hyperparameters (issue 7)"),
     ("osgm", "Seed 003 — OSGM, solved instances (issue 9)"),
     ("study", "Seed 002 — the three mechanisms (issue 10)"),
+    ("advise", "precond advise — predicted vs realized at equal wall time (issue 20)"),
 )
 HEADER = """# precond results
 

@@ -19,6 +19,9 @@ from .alias import rmsprop as rmsprop
 from .alias import sgd as sgd
 from .alias import spectral_sgd as spectral_sgd
 from .kfac import kfac as kfac
+from .contrib import muon as muon
+from .contrib import sophia as sophia
+from .contrib import sophia_inverse_operator as sophia_inverse_operator
 from .nncg import NNCGInfo as NNCGInfo
 from .nncg import NNCGState as NNCGState
 from .nncg import nncg as nncg
@@ -30,6 +33,7 @@ from .osgm import osgm_minimize as osgm_minimize
 from .preconditioned_sgd import PreconditionerState as PreconditionerState
 from .preconditioned_sgd import preconditioned_sgd as preconditioned_sgd
 from .preconditioned_sgd import scale_by_preconditioner as scale_by_preconditioner
+from .shampoo import shampoo as shampoo
 from .train import TrainResult as TrainResult
 from .train import make_step as make_step
 from .train import train as train

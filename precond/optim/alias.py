@@ -37,9 +37,11 @@ from precond.validation import check_options, check_positive
 
 from ._objective import evaluate, step_objective, structural_int
 from .kfac import kfac
+from .contrib import muon, sophia
 from .nncg import nncg
 from .osgm import osgm
 from .preconditioned_sgd import preconditioned_sgd
+from .shampoo import shampoo
 
 __all__ = ["sgd", "momentum", "adam", "adagrad", "rmsprop", "lbfgs", "cg_hessian", "cg_ggn",
            "nystrom_sgd", "spectral_sgd", "get_optimizer", "OPTIMIZERS", "CONTEXT"]
@@ -269,6 +271,9 @@ OPTIMIZERS: dict[str, Callable] = {
     "nncg": nncg,
     "osgm": osgm,
     "kfac": kfac,
+    "shampoo": shampoo,
+    "sophia": sophia,
+    "muon": muon,
 }
 
 # What a problem offers every method; a method that does not use one ignores it.

@@ -28,6 +28,9 @@ from .lbfgs import lbfgs as lbfgs
 from .lbfgs import two_loop as two_loop
 from .nystrom import NystromState as NystromState
 from .nystrom import nystrom as nystrom
+from .shampoo import ShampooBlocks as ShampooBlocks
+from .shampoo import ShampooState as ShampooState
+from .shampoo import shampoo as shampoo
 from .spectral import SpectralState as SpectralState
 from .spectral import spectral as spectral
 from .spectral import spectral_factors as spectral_factors
