@@ -54,7 +54,7 @@ from precond.validation import check_int, check_positive, default_float
 
 from .store import ResultsStore, _clean, unit_id
 
-__all__ = ["ProtocolConfig", "default_grid", "run_protocol", "CURVATURE_METHODS",
+__all__ = ["ProtocolConfig", "default_grid", "run_protocol", "run_phase1", "CURVATURE_METHODS",
            "DEFAULT_METHODS", "Progress"]
 
 DEFAULT_METHODS = ("sgd", "momentum", "adam", "lbfgs", "cg-hessian", "cg-ggn")
@@ -100,6 +100,8 @@ class ProtocolConfig:
       divergence_factor: a run whose loss exceeds this multiple of ℓ_0 is recorded as diverged.
       budget_seconds: S > 0 for equal wall time: each Phase II run trains until its timed steps
         have used S seconds (``phase2_epochs`` is then a cap); None for equal epochs.
+      diagnostics: measure L̂ and K for the curvature methods (False: skip, e.g. when only the
+        tuned learning rates are wanted).
     """
 
     problem: str
@@ -117,6 +119,7 @@ class ProtocolConfig:
     tail: int = 10  # epochs averaged for the "final" loss
     divergence_factor: float = 1e6
     budget_seconds: float | None = None  # equal wall time per Phase II run (None: equal epochs)
+    diagnostics: bool = True
 
     def __post_init__(self):
         for name in ("seeds", "phase1_epochs", "noise_batches", "tail"):
@@ -432,8 +435,7 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
         if not store.has_unit(uid, epochs=config.phase1_epochs,
                               arrays={"params": (meta["num_params"],)}):
             progress.start_unit(f"Phase I (Adam) seed {s}", config.phase1_epochs)
-            rec = runner.run("adam", config.phase1_lr, problem.init_params(jax.random.key(s)),
-                             jax.random.key(10_000 + s), config.phase1_epochs, progress)
+            rec = run_phase1(problem, config, s, runner=runner, progress=progress)
             store.save_unit(uid, _record(rec, kind="phase1", seed=s),
                             {"params": _tree_to_flat(rec["params"])})
             progress.end_unit(uid, False)
@@ -481,7 +483,7 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
         for s in range(1, config.seeds):
             phase2(method, s, chosen, False)
         # Diagnostics at the chosen run's snapshot.
-        if method in CURVATURE_METHODS and recs[best]["status"] == "ok":
+        if config.diagnostics and method in CURVATURE_METHODS and recs[best]["status"] == "ok":
             uid = unit_id("diag", method)
             run_uid = run_id(method, tuning_seed, chosen)
             if not store.has_unit(uid):
@@ -495,6 +497,28 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
                 progress.end_unit(uid, False)
                 tick()
     return store
+
+
+def run_phase1(problem: Problem, config: ProtocolConfig, seed: int, *,
+               runner: _Runner | None = None, progress: Progress | None = None) -> dict:
+    """Phase I of seed ``seed``: Adam (``phase1_lr``) from ``init_params(key(seed))`` for N₁
+    epochs on the data keys of that seed — the common start of every Phase II run (and of
+    ``precond advise`` on a built-in problem).
+
+    Args:
+      problem: the problem.
+      config: the experiment (``phase1_lr``, ``phase1_epochs``).
+      seed: the seed s.
+      runner: the experiment's compiled steps (a fresh one when None).
+      progress: hooks for a progress display.
+
+    Returns:
+      The run's record; ``record["params"]`` holds the parameters after Phase I.
+    """
+    runner = runner or _Runner(problem, config)
+    return runner.run("adam", config.phase1_lr, problem.init_params(jax.random.key(seed)),
+                      jax.random.key(10_000 + seed), config.phase1_epochs,
+                      progress or Progress())
 
 
 def _record(rec: dict, *, kind: str, seed: int) -> dict:
