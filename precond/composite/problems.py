@@ -266,6 +266,8 @@ class QuadraticProblem:
 
 def _check_xy(X, y, *, name_y: str = "y"):
     A = data_operator(X)
+    if 0 in A.shape:
+        raise ValueError(f"X must have at least one row and one column, got shape {A.shape}")
     y = jnp.asarray(y)
     if y.ndim != 1 or y.shape[0] != A.shape[0]:
         raise ValueError(f"{name_y} has shape {tuple(y.shape)}; expected ({A.shape[0]},) to match "
