@@ -14,3 +14,6 @@ Example:
 """
 
 __version__ = "0.1.0"
+
+from .advise import Advice as Advice  # noqa: E402
+from .advise import advise as advise  # noqa: E402

@@ -23,7 +23,7 @@ from precond.linalg import (
 )
 from precond.validation import check_int, check_key, check_nonnegative, check_positive, float_dtype
 
-from ._operators import ProductOperator, as_square_operator, spd_sqrt
+from ._operators import ProductOperator, as_square_operator, is_pytree, spd_sqrt
 
 __all__ = ["Conditioning", "IndefiniteCurvatureWarning", "MLanczos", "local_conditioning",
            "m_lanczos"]
@@ -120,17 +120,18 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
         method = "lanczos" if (M is None or S is not None) else "power"
     if method == "lanczos":
         theta, converged = _lanczos_extremes(H, S, key, n, dtype, num_steps)
+        theta = np.asarray(theta)
         L, lam_min = float(theta[-1]), float(theta[0])
     elif method == "m-lanczos":
         k = min(n, 100) if num_steps is None else min(int(num_steps), n)
-        theta = jnp.asarray(m_lanczos(H, M, jax.random.normal(key, (n,), dtype), k).theta)
+        theta = m_lanczos(H, M, jax.random.normal(key, (n,), dtype), k).theta
         if theta.size == 0:
             raise ValueError("M⁻¹ annihilated the random start vector; is M_inv SPD?")
         L, lam_min, converged = float(theta[-1]), float(theta[0]), True
     else:
         L, lam_min, converged = _power_extremes(H, M, key, n, dtype, maxiter, tol)
         theta = None
-    if not (jnp.isfinite(L) and jnp.isfinite(lam_min)):
+    if not (math.isfinite(L) and math.isfinite(lam_min)):
         raise ValueError("H or M_inv produced NaN or inf; check the operators")
     if L <= 0:
         raise ValueError(f"M⁻¹H has no positive eigenvalue (λ_max = {L:.3g}); the conditioning "
@@ -144,8 +145,8 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
         if pl_constant is not None:
             c = check_positive(pl_constant, "pl_constant")
             proxy = "pl_constant (user-supplied local PL constant)"
-        elif theta is not None and bool(jnp.any(theta > pl_rtol * L)):
-            c = float(jnp.min(jnp.where(theta > pl_rtol * L, theta, jnp.inf)))
+        elif theta is not None and bool(np.any(theta > pl_rtol * L)):
+            c = float(np.min(theta[theta > pl_rtol * L]))
             proxy = "smallest positive Ritz value (PL constant on the positive-curvature subspace)"
         else:
             c, proxy = pl_rtol * L, f"floor pl_rtol·L̂ = {pl_rtol:g}·L̂ (pass pl_constant)"
@@ -169,16 +170,22 @@ def _check_symmetric(H, key, n, dtype) -> None:
     ku, kv = jax.random.split(key)
     u = jax.random.normal(ku, (n,), dtype)
     v = jax.random.normal(kv, (n,), dtype)
-    Hu, Hv = H.matvec(u), H.matvec(v)
-    gap = float(jnp.abs(jnp.vdot(u, Hv) - jnp.vdot(v, Hu)))
-    scale = float(jnp.linalg.norm(Hv) * jnp.linalg.norm(u) + jnp.linalg.norm(Hu)
-                  * jnp.linalg.norm(v))
+    gap, scale = map(float, _symmetry_gap(H, u, v) if is_pytree(H) else
+                     _symmetry_gap.__wrapped__(H, u, v))
     if not (math.isfinite(gap) and math.isfinite(scale)):
         raise ValueError("H produced NaN or inf; check the operator")
     if gap > math.sqrt(float(jnp.finfo(dtype).eps)) * scale:
         raise ValueError(f"H is not symmetric: |uᵀHv − vᵀHu| = {gap:.3g} for a random pair, "
                          f"{gap / scale:.2g} relative; local_conditioning needs a symmetric "
                          "curvature (a Hessian or GGN), not a general matrix")
+
+
+@jax.jit
+def _symmetry_gap(H, u, v):
+    """(|uᵀHv − vᵀHu|, ‖Hv‖‖u‖ + ‖Hu‖‖v‖), compiled once per operator structure."""
+    Hu, Hv = H.matvec(u), H.matvec(v)
+    gap = jnp.abs(jnp.vdot(u, Hv) - jnp.vdot(v, Hu))
+    return gap, jnp.linalg.norm(Hv) * jnp.linalg.norm(u) + jnp.linalg.norm(Hu) * jnp.linalg.norm(v)
 
 
 def _lanczos_extremes(H, S, key, n, dtype, num_steps):
@@ -251,10 +258,10 @@ def m_lanczos(H, M_inv, r0, num_steps: int) -> MLanczos:
     dtype = float_dtype(H.dtype, r0.dtype)
     P = IdentityOperator(n, dtype) if M_inv is None else as_square_operator(M_inv, "M_inv", n,
                                                                              dtype)
-    alpha, beta, active, Q, b0 = _m_lanczos(H, P, r0.astype(dtype), k)
-    m = int(np.sum(np.asarray(active)))
-    b0 = float(b0)
-    if not math.isfinite(b0) or not bool(jnp.all(jnp.isfinite(alpha))):
+    run = _m_lanczos if is_pytree(H) and is_pytree(P) else partial(_m_lanczos.__wrapped__)
+    alpha, beta, active, Q, b0 = jax.device_get(run(H, P, r0.astype(dtype), k))
+    m, b0 = int(np.sum(active)), float(b0)
+    if not math.isfinite(b0) or not bool(np.all(np.isfinite(alpha))):
         raise ValueError("H or M_inv produced NaN or inf in the Lanczos recurrence")
     if m == 0:
         return MLanczos(np.zeros(0), np.zeros(0), jnp.zeros((n, 0), dtype), b0**2, 0)
@@ -262,7 +269,7 @@ def m_lanczos(H, M_inv, r0, num_steps: int) -> MLanczos:
     b = np.asarray(beta[:m - 1], np.float64)
     T = np.diag(a) + np.diag(b, 1) + np.diag(b, -1)
     theta, Y = np.linalg.eigh(T)
-    X = Q[:, :m] @ jnp.asarray(Y, dtype)
+    X = jnp.asarray(np.asarray(Q[:, :m], np.float64) @ Y, dtype)
     return MLanczos(theta, Y[0] ** 2, X, b0**2, m)
 
 

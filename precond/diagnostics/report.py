@@ -22,7 +22,7 @@ from .conditioning import local_conditioning
 from .noise import noise_level
 from .theory import noise_floor, recommended_step
 
-__all__ = ["DesignReport", "diagnose"]
+__all__ = ["BatchMean", "DesignReport", "diagnose", "preconditioner_state", "stack_batches"]
 
 
 @dataclass(frozen=True)
@@ -125,7 +125,7 @@ class DesignReport:
 
 
 @dataclass(frozen=True)
-class _BatchMean:
+class BatchMean:
     """(params, batches) ↦ (1/B) Σ_b loss_fn(params, batch_b) over batches stacked on a leading
     axis; frozen, so equal for one ``loss_fn``: repeated diagnoses of one loss reuse the compiled
     solvers (its Hessian is the mean mini-batch Hessian)."""
@@ -136,7 +136,9 @@ class _BatchMean:
         return jnp.mean(jax.lax.map(lambda b: self.loss_fn(params, b), batches))
 
 
-def _stack(batches):
+def stack_batches(batches):
+    """B ≥ 2 mini-batches (a list, or a pytree stacked on a leading axis) as one stacked pytree;
+    ``ValueError`` when fewer than 2 or the leading axes differ."""
     if isinstance(batches, list):
         if len(batches) < 2:
             raise ValueError(f"batches must hold at least 2 mini-batches (for the noise level), "
@@ -153,10 +155,19 @@ def _stack(batches):
     return batches
 
 
-def _updated_state(preconditioner, params, stacked, G, key):
-    """init, then ``update`` once per mini-batch b = 1..B at ``params`` with that batch, a key
-    and the b-th mini-batch gradient — the first eagerly-shaped, the rest in one ``lax.scan``
-    (the CG preconditioners' state gains its linearization point at the first update)."""
+def preconditioner_state(preconditioner, params, stacked, G, key):
+    """The preconditioner's state after B steps of training at ``params``: ``init``, then
+    ``update`` once per mini-batch b = 1..B with that batch, a key and the b-th mini-batch
+    gradient — the first eagerly-shaped, the rest in one ``lax.scan`` (the CG preconditioners'
+    state gains its linearization point at the first update).
+
+    Args:
+      preconditioner: any object of the ``precond.preconditioners`` protocol.
+      params: the point w (any pytree).
+      stacked: the B mini-batches, stacked on a leading axis.
+      G: (B, n) the flat mini-batch gradients at ``params`` (``minibatch_gradients``).
+      key: jax.random key, split into one per update.
+    """
     unravel = ravel_pytree(params)[1]
     keys = jax.random.split(key, G.shape[0])
 
@@ -187,7 +198,7 @@ def _resolve_m_inv(preconditioner, M_inv, state, params, stacked, G, key, n, dty
             if not (hasattr(preconditioner, "init") and hasattr(preconditioner, "update")):
                 raise TypeError("preconditioner has no init(params)/update(state, params, …); "
                                 "pass its state")
-            state = _updated_state(preconditioner, params, stacked, G, key)
+            state = preconditioner_state(preconditioner, params, stacked, G, key)
         op = preconditioner.inverse_operator(state)
         name = getattr(preconditioner, "name", type(preconditioner).__name__)
         return as_square_operator(op, "preconditioner.inverse_operator(state)", n, dtype), name
@@ -253,7 +264,7 @@ def diagnose(loss_fn: Callable, params, batches, preconditioner=None, *, M_inv=N
     if n == 0:
         raise ValueError("params has no array leaves")
     dtype = flat.dtype
-    stacked = _stack(batches)
+    stacked = stack_batches(batches)
     G = minibatch_gradients(loss_fn, params, stacked)
     if not bool(jnp.all(jnp.isfinite(G))):
         raise ValueError("the mini-batch gradients of loss_fn at params contain NaN or inf")
@@ -262,7 +273,7 @@ def diagnose(loss_fn: Callable, params, batches, preconditioner=None, *, M_inv=N
     Minv, name = _resolve_m_inv(preconditioner, M_inv, state, params, stacked, G, k_pre, n,
                                 dtype)
     if curvature is None:
-        H = hessian_operator(_BatchMean(loss_fn), params, stacked)
+        H = hessian_operator(BatchMean(loss_fn), params, stacked)
     else:
         H = as_square_operator(curvature, "curvature", n, dtype)
     before = local_conditioning(H, None, k_before, num_steps=num_steps)

@@ -1,0 +1,456 @@
+"""``advise``: which preconditioner, at what step size, for this model — measured and predicted.
+
+For every candidate (``precond.advise.registry``) at the given parameters and from the same B
+mini-batches: M (the candidate's preconditioner after B updates, as B steps of training would
+build it), then one definition of each criterion for all —
+
+- L̂, ĉ, κ̂ = L̂/ĉ: Ritz values of M⁻¹H by Lanczos in the M-inner product from one random start
+  (``local_conditioning(method="m-lanczos")``, the same k steps for every M; H = the Hessian of
+  the mean mini-batch loss).  **ĉ rule:** the smallest Ritz value above
+  :data:`C_HAT_RTOL`·L̂ — λ_min(M⁻¹H) when H is positive definite in M's geometry, and on an
+  indefinite or singular H the curvature of its positive subspace (the PL constant of the
+  quadratic model there).  One rule and one algorithm before and after preconditioning, so no
+  ratio of ĉ's is a Ritz value against a floor;
+- K = tr(M⁻¹Σ) with its standard error (``noise_level``);
+- α: the largest step the theory admits, 1/L̂ in M's geometry (``recommended_step``), or the one
+  meeting ``target_floor``; its learning rate is α (preconditioned SGD, Adam, RMSProp, AdaGrad,
+  CG-Newton, Nyström), (1 − β)α for heavy-ball momentum, 1 for L-BFGS (its line search);
+- seconds per step of the jitted update (``precond.optim.train``: compiled ahead, the second
+  epoch of B steps timed);
+- the predicted loss after the budget: T = budget/(seconds per step) steps of the spectral
+  model of ``precond.advise.model`` (exact on quadratics when Lanczos resolves the spectrum).
+
+The ranking is by predicted loss (ties — within :data:`TIE_RTOL` — the cheaper step first).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from precond.curvature import hessian_operator, minibatch_gradients
+from precond.diagnostics import local_conditioning, noise_level, recommended_step
+from precond.diagnostics.conditioning import IndefiniteCurvatureWarning, m_lanczos
+from precond.diagnostics.report import BatchMean, preconditioner_state, stack_batches
+from precond.linalg import IdentityOperator
+from precond.loop import progress_bar
+from precond.optim import get_optimizer, train
+from precond.validation import check_int, check_key, check_positive
+
+from .model import NOISE_MODELS, SpectralModel, predicted_loss, theorem_loss
+from .registry import CandidateSpec, default_candidates, resolve
+
+__all__ = ["C_HAT_RTOL", "DEFAULT_STEPS", "TIE_RTOL", "Advice", "Measurement", "advise"]
+
+# ĉ = the smallest Ritz value of M⁻¹H above C_HAT_RTOL·L̂ (module docstring), for every M.
+C_HAT_RTOL = 1e-6
+# Without budget_seconds, the budget is the time the slowest candidate needs for this many steps.
+DEFAULT_STEPS = 100
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One candidate's criteria at the start (module docstring for the definitions).
+
+    ``alpha`` is α in M's geometry (the model's step); ``learning_rate`` the optimizer's (see
+    ``step_rule``); ``steps`` T = budget/seconds_per_step; ``predicted_loss`` E[F_T];
+    ``predicted_floor`` the model's stationary excess loss at α; ``c_hat_rule`` says which
+    branch of the ĉ rule applied ("" = λ_min > threshold, H positive definite in M's geometry).
+    """
+
+    name: str
+    optimizer: str
+    L_hat: float
+    c_hat: float
+    kappa: float
+    K: float
+    K_stderr: float
+    alpha: float
+    learning_rate: float
+    step_rule: str
+    seconds_per_step: float
+    compile_seconds: float
+    steps: int
+    predicted_loss: float
+    predicted_floor: float
+    c_hat_rule: str = ""
+    note: str = ""
+
+    def row(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.3g}"
+    return str(x)
+
+
+def text_table(rows: list[dict], columns: list[str]) -> str:
+    """A plain-text table of ``rows`` (dicts) with the given columns."""
+    cells = [[c for c in columns]] + [[_fmt(r[c]) for c in columns] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(columns))]
+    lines = ["  ".join(v.rjust(w) if j else v.ljust(w) for j, (v, w) in
+                       enumerate(zip(row, widths, strict=True))) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+TABLE_COLUMNS = ["name", "predicted_loss", "L_hat", "c_hat", "kappa", "K", "alpha",
+                 "learning_rate", "seconds_per_step", "steps"]
+
+
+@dataclass(frozen=True)
+class Advice:
+    """What :func:`advise` returns.
+
+    ``ranking``: candidate names, best (lowest predicted loss) first; ``recommended`` =
+    ``ranking[0]``; ``learning_rate`` name → the optimizer's learning rate at the recommended
+    α; ``predicted`` name → E[F] after ``budget_seconds`` of training; ``measurements`` one
+    :class:`Measurement` per candidate, in ranking order (``.table()`` prints them);
+    ``skipped`` name → why it was not measured; ``initial_loss`` F₀ (the mean over the B
+    mini-batches); ``budget_seconds`` the budget the predictions are for.
+    """
+
+    ranking: tuple[str, ...]
+    recommended: str
+    learning_rate: dict
+    predicted: dict
+    measurements: tuple[Measurement, ...]
+    budget_seconds: float
+    initial_loss: float
+    num_batches: int
+    n_params: int
+    skipped: dict = field(default_factory=dict)
+    context: dict = field(default_factory=dict, repr=False, compare=False)
+    models: dict = field(default_factory=dict, repr=False, compare=False)
+
+    def predict(self, name: str, *, steps: int | None = None,
+                seconds: float | None = None) -> float:
+        """The predicted loss of candidate ``name`` after ``steps`` steps or ``seconds`` of
+        training (one of them), from the same measurements as ``predicted``."""
+        m = self.measurement(name)
+        if (steps is None) == (seconds is None):
+            raise ValueError("pass exactly one of steps= and seconds=")
+        T = check_int(steps, "steps", low=0) if steps is not None else int(
+            check_positive(seconds, "seconds") / m.seconds_per_step)
+        return float(_predict(self.models[name], m, T, self.initial_loss, self.context)[0])
+
+    def measurement(self, name: str) -> Measurement:
+        for m in self.measurements:
+            if m.name == name:
+                return m
+        raise ValueError(f"no measurement for {name!r}; measured: {', '.join(self.ranking)}")
+
+    def rows(self) -> list[dict]:
+        """The measurements as a list of dicts (one per candidate, ranking order)."""
+        return [m.row() for m in self.measurements]
+
+    def table(self) -> str:
+        """The measurements as a plain-text table, best first."""
+        return text_table(self.rows(), TABLE_COLUMNS)
+
+    def __str__(self) -> str:
+        return (f"advice for a budget of {self.budget_seconds:.3g} s: use {self.recommended} "
+                f"at learning rate {self.learning_rate[self.recommended]:.3g}\n{self.table()}")
+
+    def optimizer(self, name: str | None = None):
+        """The optax transformation of candidate ``name`` (default: the recommended one) at its
+        recommended learning rate, configured as it was measured (``get_optimizer``)."""
+        name = self.recommended if name is None else name
+        if name not in self.learning_rate:
+            raise ValueError(f"no advice for {name!r}; measured: {', '.join(self.ranking)}")
+        return _build_optimizer(resolve(name), self.learning_rate[name], self.context)
+
+    def to_dict(self) -> dict:
+        return {"ranking": list(self.ranking), "recommended": self.recommended,
+                "learning_rate": dict(self.learning_rate), "predicted": dict(self.predicted),
+                "budget_seconds": self.budget_seconds, "initial_loss": self.initial_loss,
+                "num_batches": self.num_batches, "n_params": self.n_params,
+                "measurements": self.rows(), "skipped": dict(self.skipped)}
+
+    def to_json(self) -> str:
+        """The advice as JSON text (infinities as strings, so any JSON reader takes it)."""
+        return json.dumps(_json_safe(self.to_dict()), indent=2)
+
+    def verify(self, loss_fn: Callable, params, data, *, key: jax.Array, seeds: int = 3,
+               top_k: int | None = None, budget_seconds: float | None = None,
+               progress: bool = False):
+        """Train each candidate (or the ``top_k`` best predicted) for the budget at equal wall
+        time, from ``params``, over ``seeds`` seeds; see :func:`precond.advise.verify`."""
+        from .verify import verify
+
+        return verify(self, loss_fn, params, data, key=key, seeds=seeds, top_k=top_k,
+                      budget_seconds=budget_seconds, progress=progress)
+
+
+def _json_safe(x):
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return str(x)
+    return x
+
+
+def _build_optimizer(spec: CandidateSpec, learning_rate: float, context: dict):
+    kw = {k: context[k] for k in ("loss_fn", "model_fn", "output_loss", "key")
+          if context.get(k) is not None}
+    return get_optimizer(spec.optimizer, learning_rate, **kw, **spec.optimizer_options(context))
+
+
+def draw_batches(data, key: jax.Array, num_batches: int):
+    """B mini-batches stacked on a leading axis: ``data`` itself when it is a stack (B ≥ 2), or
+    ``data(k)`` for B keys split from ``key`` when it is a function ``key → batch``."""
+    if callable(data):
+        keys = jax.random.split(key, num_batches)
+        return stack_batches([data(k) for k in keys])
+    return stack_batches(data)
+
+
+def _check_loss(loss_fn, params, stacked) -> float:
+    """F₀ = the mean loss over the B mini-batches; ``ValueError`` unless ``loss_fn`` returns a
+    finite scalar (its shape is read by ``jax.eval_shape``, without running it)."""
+    out = jax.eval_shape(loss_fn, params, jax.tree.map(lambda x: x[0], stacked))
+    if not hasattr(out, "shape") or out.shape != ():
+        raise ValueError("loss_fn must return a scalar, got "
+                         f"{getattr(out, 'shape', type(out).__name__)!r}")
+    F0 = float(jax.jit(BatchMean(loss_fn))(params, stacked))
+    if not math.isfinite(F0):
+        raise ValueError(f"loss_fn returned NaN or inf at params (mean over the mini-batches: "
+                         f"{F0}); the loss must be finite where advise measures")
+    return F0
+
+
+@jax.jit
+def _outside_ritz(H, P, D, X):
+    """For the noise rows D (B, n) and the M-orthonormal Ritz vectors X (n, m): the rows'
+    components x_jᵀd_b (B, m), and Σ_b s_bᵀHs_b of their M⁻¹-images outside span X,
+    s_b = M⁻¹d_b − X Xᵀd_b (one compiled program per operator structure)."""
+    proj = D @ X
+    S = jax.vmap(P.linearize().matvec)(D) - proj @ X.T
+    return proj, jnp.sum(S * jax.vmap(H.linearize().matvec)(S))
+
+
+@jax.jit
+def _dual_norm2(P, g):
+    """gᵀM⁻¹g."""
+    return jnp.vdot(g, P.matvec(g))
+
+
+def _spectral_model(H, P, gbar, D, K, L_hat, k) -> SpectralModel:
+    """The :class:`SpectralModel` of M⁻¹H seen from ḡ (model.py), with the noise D (B, n)."""
+    lz = m_lanczos(H, P, gbar, k)
+    B = D.shape[0]
+    if lz.steps == 0:
+        return SpectralModel(np.zeros(0), np.zeros(0), np.zeros(0), float(K), 0.0)
+    proj, curv = _outside_ritz(H, P, D, lz.vectors)
+    proj = np.asarray(proj, np.float64)
+    sigma2 = np.sum(proj**2, axis=0) / (B - 1)
+    signal = lz.start_norm2 * lz.weights
+    keep = lz.theta > C_HAT_RTOL * L_hat
+    # The noise outside the Ritz vectors: its M⁻¹-norm² (K − Σσ_j²) at its Rayleigh quotient.
+    rest = max(float(K) - float(np.sum(sigma2)), 0.0)
+    theta_rest = 0.0
+    if rest > 1e-12 * max(float(K), 1e-300):
+        theta_rest = max(float(curv) / (rest * (B - 1)), 0.0)
+    return SpectralModel(lz.theta[keep], signal[keep], sigma2[keep], rest, theta_rest)
+
+
+def _measure(name, spec, ctx, params, stacked, G, H, F0, key, *, num_steps, target_floor):
+    """(partial Measurement fields, SpectralModel, note) of one candidate (module docstring)."""
+    B, n = G.shape
+    k_state, k_cond = jax.random.split(key)
+    notes = [spec.note] if spec.note else []
+    P = IdentityOperator(n, G.dtype)
+    if spec.preconditioner is not None:
+        prec = spec.preconditioner(ctx)
+        state = preconditioner_state(prec, params, stacked, G, k_state)
+        P = prec.inverse_operator(state)
+    k = min(n, num_steps)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", IndefiniteCurvatureWarning)
+        cond = local_conditioning(H, P, k_cond, method="m-lanczos", num_steps=k,
+                                  pl_rtol=C_HAT_RTOL)
+    del caught  # the proxy is recorded in c_hat_rule
+    noise = noise_level(G, P)
+    alpha = recommended_step(cond.L_hat, cond.c_hat, noise.K, target_floor=target_floor)
+    lr = {"alpha": alpha, "heavy-ball": (1 - spec.optimizer_options(ctx).get("beta", 0.9))
+          * alpha, "line-search": 1.0}[spec.step]
+    gbar = jnp.mean(G, axis=0)
+    model = _spectral_model(H, P, gbar, G - gbar, noise.K, cond.L_hat, k)
+    if model.theta.size == 0:
+        notes.append("no positive curvature seen from ḡ: Theorem 3.2's rate and floor used")
+    opt = _build_optimizer(spec, lr, ctx)
+    run = train(ctx["loss_fn"], params, opt, stacked, num_epochs=2)
+    per_step = float(run.times[-1] - run.times[B - 1]) / B if run.times.size >= 2 * B else \
+        float(run.times[-1]) / max(run.times.size, 1)
+    if run.diverged:
+        notes.append(f"the timing run at this step {run.message}")
+    fields = dict(name=name, optimizer=spec.optimizer, L_hat=cond.L_hat, c_hat=cond.c_hat,
+                  kappa=cond.kappa, K=noise.K, K_stderr=noise.stderr, alpha=float(alpha),
+                  learning_rate=float(lr), step_rule=spec.step,
+                  seconds_per_step=max(per_step, 1e-9), compile_seconds=run.compile_time,
+                  c_hat_rule=cond.proxy)
+    gap = 0.5 * float(_dual_norm2(P, gbar)) / cond.c_hat
+    return fields, model, gap, "; ".join(notes)
+
+
+class _Model(NamedTuple):
+    spectral: SpectralModel
+    gap: float  # the PL estimate of F₀ − F*, for Theorem 3.2's fallback
+
+
+def _predict(model: _Model, m, T: int, F0: float, ctx: dict) -> tuple[float, float]:
+    """(E[F_T], floor) for one candidate: the spectral model, or Theorem 3.2 without one."""
+    get = (lambda k: m[k]) if isinstance(m, dict) else (lambda k: getattr(m, k))  # noqa: E731
+    if model.spectral.theta.size:
+        return predicted_loss(F0, model.spectral, get("alpha"), T,
+                              lower_bound=ctx["lower_bound"], noise=ctx["noise"])
+    alpha, L, c, K = get("alpha"), get("L_hat"), get("c_hat"), get("K")
+    return theorem_loss(F0, model.gap, alpha, L, c, K, T), alpha * L * K / (2 * c)
+
+
+# Predictions within this relative distance of each other are ties, broken by the cheaper step.
+TIE_RTOL = 0.05
+
+
+def _rank(rows: list[Measurement]) -> list[Measurement]:
+    """By predicted loss, non-finite last; runs of ties (within TIE_RTOL of the run's first) by
+    seconds per step."""
+    key = lambda m: m.predicted_loss if math.isfinite(m.predicted_loss) else math.inf  # noqa: E731
+    rows = sorted(rows, key=key)
+    out, i = [], 0
+    while i < len(rows):
+        j, first = i + 1, key(rows[i])
+        while j < len(rows) and (key(rows[j]) == first or (
+                math.isfinite(first) and key(rows[j]) - first <= TIE_RTOL * abs(first))):
+            j += 1
+        out += sorted(rows[i:j], key=lambda m: m.seconds_per_step)
+        i = j
+    return out
+
+
+def advise(loss_fn: Callable, params, data, *, key: jax.Array,
+           candidates: list[str] | tuple[str, ...] | None = None,
+           budget_seconds: float | None = None, model_fn: Callable | None = None,
+           output_loss=None, num_batches: int = 8, num_steps: int = 40,
+           target_floor: float | None = None, lower_bound: float | None = 0.0,
+           noise: str = "relative", progress: bool = False) -> Advice:
+    """Which preconditioner, at what step size: measure every candidate's L̂, ĉ, κ̂, K, step α
+    and step cost at ``params``, predict its loss after the budget, and rank them.
+
+    One definition of each quantity for every candidate (module docstring): the same B
+    mini-batches, the same Lanczos rule for L̂ and ĉ in M's geometry, K = tr(M⁻¹Σ), α = 1/L̂
+    (or the one meeting ``target_floor``), and the spectral model of ``precond.advise.model``
+    for the loss after T = budget/(seconds per step) steps.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> scalar``.
+      params: the starting point w (any pytree, n entries).
+      data: B ≥ 2 mini-batches stacked on a leading axis (or a list of them), or a function
+        ``key -> batch`` (then ``num_batches`` are drawn).
+      key: jax.random key (required): batches, preconditioner updates, Lanczos starts.
+      candidates: names (keys of ``precond.optim.OPTIMIZERS``); default: every registered
+        optimizer but those in ``precond.advise.registry.EXCLUDED``.  An unknown name is a
+        ``ValueError`` naming the valid ones.
+      budget_seconds: the training wall time to plan for (> 0); default: what the slowest
+        candidate needs for :data:`DEFAULT_STEPS` steps.
+      model_fn, output_loss: ``model_fn(params, inputs)`` and ℓ(outputs, targets) (batch =
+        ``(inputs, targets)``), for the Gauss–Newton candidates (CG-GGN, a GGN Nyström sketch);
+        without them CG-GGN is skipped with a note.
+      num_batches: B when ``data`` is a function (≥ 2).
+      num_steps: k, the Lanczos steps (at most n).
+      target_floor: recommend the α whose Theorem 3.2 floor meets this target instead.
+      lower_bound: F_low, the loss is never predicted below this (0: a sum of squares or a
+        cross-entropy); None: no bound.
+      noise: how the gradient noise Σ changes along the run: "relative" (Σ ∝ F − F_low: the
+        noise of residuals, which vanishes at an interpolating solution) or "constant" (Σ as
+        measured, the additive-noise model of the Lyapunov recursion); see
+        ``precond.advise.model.predicted_loss``.
+      progress: a progress bar over the candidates.
+
+    Returns:
+      An :class:`Advice`.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> import precond
+      >>> X = jax.random.normal(jax.random.key(0), (4, 16, 3)) * jnp.array([10.0, 1.0, 0.1])
+      >>> y = X @ jnp.array([1.0, -1.0, 2.0])
+      >>> loss = lambda w, b: 0.5 * jnp.mean((b[0] @ w - b[1]) ** 2)
+      >>> advice = precond.advise(loss, jnp.zeros(3), (X, y), key=jax.random.key(1),
+      ...                         candidates=["sgd", "cg-hessian"], budget_seconds=1.0)
+      >>> advice.recommended
+      'cg-hessian'
+    """
+    key = check_key(key)
+    if budget_seconds is not None:
+        budget_seconds = check_positive(budget_seconds, "budget_seconds")
+    num_batches = check_int(num_batches, "num_batches", low=2)
+    num_steps = check_int(num_steps, "num_steps", low=1)
+    if target_floor is not None:
+        check_positive(target_floor, "target_floor")
+    if noise not in NOISE_MODELS:
+        raise ValueError(f"noise must be one of {NOISE_MODELS}, got {noise!r}")
+    if noise == "relative" and lower_bound is None:
+        raise ValueError("noise='relative' needs lower_bound (pass lower_bound=… or "
+                         "noise='constant')")
+    if isinstance(candidates, str):
+        raise TypeError("candidates must be a list of names, not one string")
+    names = list(default_candidates() if candidates is None else candidates)
+    specs = {name: resolve(name) for name in names}
+    if not specs:
+        raise ValueError("candidates is empty")
+    k_data, k_meas, k_opt = jax.random.split(key, 3)
+    stacked = draw_batches(data, k_data, num_batches)
+    F0 = _check_loss(loss_fn, params, stacked)
+    G = minibatch_gradients(loss_fn, params, stacked)
+    if not bool(jnp.all(jnp.isfinite(G))):
+        raise ValueError("the mini-batch gradients of loss_fn at params contain NaN or inf")
+    B, n = G.shape
+    H = hessian_operator(BatchMean(loss_fn), params, stacked)
+    ctx = {"loss_fn": loss_fn, "model_fn": model_fn, "output_loss": output_loss, "n": n,
+           "key": k_opt}
+    measured, skipped = {}, {}
+    with progress_bar(progress, "advise", len(specs)) as bar:
+        for i, (name, spec) in enumerate(specs.items()):
+            missing = [c for c in spec.needs if ctx.get(c) is None]
+            if missing:
+                skipped[name] = f"needs {' and '.join(missing)} (not given)"
+            else:
+                measured[name] = _measure(name, spec, ctx, params, stacked, G, H, F0,
+                                          jax.random.fold_in(k_meas, i), num_steps=num_steps,
+                                          target_floor=target_floor)
+            bar.advance(f"advise: {name}")
+    if not measured:
+        raise ValueError(f"no candidate could be measured: {skipped}")
+    if budget_seconds is None:
+        budget_seconds = DEFAULT_STEPS * max(f["seconds_per_step"] for f, *_ in
+                                             measured.values())
+    ctx.update(lower_bound=lower_bound, noise=noise)
+    rows, models = [], {}
+    for fields, model, gap, note in measured.values():
+        T = int(budget_seconds / fields["seconds_per_step"])
+        models[fields["name"]] = _Model(model, gap)
+        loss, floor = _predict(models[fields["name"]], fields, T, F0, ctx)
+        rows.append(Measurement(**fields, steps=T, predicted_loss=float(loss),
+                                predicted_floor=float(floor), note=note))
+    rows = _rank(rows)
+    ranking = tuple(m.name for m in rows)
+    return Advice(ranking=ranking, recommended=ranking[0],
+                  learning_rate={m.name: m.learning_rate for m in rows},
+                  predicted={m.name: m.predicted_loss for m in rows},
+                  measurements=tuple(rows), budget_seconds=float(budget_seconds),
+                  initial_loss=F0, num_batches=int(B), n_params=int(n), skipped=skipped,
+                  context=ctx, models=models)
