@@ -17,7 +17,8 @@ import os
 import sys
 import zipfile
 
-COMMANDS = ("demo", "ridge", "osgm", "compare", "report", "study", "pinn", "quadratic")
+COMMANDS = ("demo", "ridge", "osgm", "compare", "report", "study", "pinn", "quadratic",
+            "advise")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,9 +30,12 @@ def _one_line_error(capsys, argv, *needles):
 
 
 def test_compare_equal_time_mode_recorded_and_units_not_mixed(tmp_path):
+    from precond.problems.registry import get_problem
+
     cache: dict = {}
+    shared = {"compile_cache": cache, "problem": get_problem("franke", quick=True, **SIZES)}
     timed = _config(budget_seconds=0.05)
-    run_protocol(timed, tmp_path / "t", compile_cache=cache)
+    run_protocol(timed, tmp_path / "t", **shared)
     runs = [u for u in ResultsStore(tmp_path / "t").all_units() if u.get("kind") == "phase2"]
     assert len(runs) == 1 and runs[0]["budget_seconds"] == 0.05
     assert runs[0]["unit"].endswith("t0.05s") and "budget" in runs[0]["message"]
@@ -41,9 +44,9 @@ def test_compare_equal_time_mode_recorded_and_units_not_mixed(tmp_path):
     assert "Comparison mode: **equal wall time (0.05 s" in report
     # an equal-epoch experiment in the same directory is refused (the budget is fingerprinted) …
     with pytest.raises(ValueError, match="different configuration"):
-        run_protocol(_config(phase2_epochs=3), tmp_path / "t", compile_cache=cache)
+        run_protocol(_config(phase2_epochs=3), tmp_path / "t", **shared)
     # … and its units have other ids and say so in their report
-    run_protocol(_config(phase2_epochs=3), tmp_path / "e", compile_cache=cache)
+    run_protocol(_config(phase2_epochs=3), tmp_path / "e", **shared)
     (epoch_run,) = [u for u in ResultsStore(tmp_path / "e").all_units()
                     if u.get("kind") == "phase2"]
     assert epoch_run["budget_seconds"] is None and epoch_run["epochs"] == 3
@@ -66,11 +69,54 @@ def test_logistic_problem_and_missing_fashion_mnist(monkeypatch, tmp_path):
     from precond.problems.registry import get_problem
 
     p = get_problem("logistic", quick=True, batch_size=8)
-    params = p.init_params(jax.random.key(0))
-    x, y = p.sample_batch(jax.random.key(1))
+    x, y, loss, error = jax.jit(lambda k: (*p.sample_batch(k), p.loss(p.init_params(k),
+                                                                      p.sample_batch(k)),
+                                           p.metric(p.init_params(k))))(jax.random.key(1))
     assert x.shape == (8, 30) and set(np.unique(y)) <= {0.0, 1.0}
-    assert np.isclose(p.loss(params, (x, y)), np.log(2.0))  # w = 0: every p = ½
-    assert 0 < p.metric(params) < 1
+    assert np.isclose(loss, np.log(2.0)) and 0 < error < 1  # w = 0: every p = ½
     monkeypatch.setattr(data, "FASHION_MNIST_DIR", tmp_path)  # the Debian package is absent
     with pytest.raises(FileNotFoundError, match="apt-get install dataset-fashion-mnist"):
         get_problem("fashion-mnist-mlp", quick=True)
+
+
+# ---------------------------------------------------------------------------- precond advise
+
+EXAMPLE = str(__import__("pathlib").Path(__file__).parents[2] / "examples" / "advise_script.py")
+
+
+def test_advise_script_example_runs_and_reports(tmp_path):
+    import json
+
+    out = tmp_path / "adv"
+    assert main(["advise", "--script", EXAMPLE, "--budget-seconds", "0.05", "--candidates",
+                 "sgd", "--batches", "2", "--out", str(out)]) == 0
+    report = (out / "report.md").read_text()
+    assert "## Recommendation" in report and "use sgd at α = " in report
+    assert (out / "ranking.png").stat().st_size > 0
+    saved = json.loads((out / "advice.json").read_text())
+    assert saved["advice"]["recommended"] == "sgd" and saved["advise_seconds"] > 0
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_advise_script_lacking_a_name(capsys, tmp_path):
+    script = tmp_path / "mine.py"
+    script.write_text("import jax.numpy as jnp\nparams = jnp.zeros(2)\n"
+                      "def loss_fn(p, b):\n    return jnp.sum(p ** 2)\n")
+    err = _one_line_error(capsys, ["advise", "--script", str(script)])
+    assert err == f"precond advise: error: {script} does not define sample_batch"
+    script.write_text("raise RuntimeError('broken\\nsecond line')\n")
+    _one_line_error(capsys, ["advise", "--script", str(script)], "failed to run",
+                    "RuntimeError: broken")
+
+
+@pytest.mark.parametrize("argv, needle", [
+    (["advise", "franke", "--candidates", "sgd", "newton"], "unknown candidate 'newton'"),
+    (["advise", "franke", "--budget-seconds", "0"], "--budget-seconds"),
+    (["advise", "franke", "--budget-seconds", "-3"], "--budget-seconds"),
+    (["advise", "franke", "--seeds", "0"], "--seeds"),
+    (["advise"], "give either PROBLEM or --script"),
+    (["advise", "--script", "no/such/file.py"], "is not a file"),
+    (["advise", "--script", EXAMPLE, "--grid"], "--grid needs a built-in PROBLEM"),
+])
+def test_advise_bad_input_one_line(capsys, argv, needle):
+    _one_line_error(capsys, argv, needle)
