@@ -58,7 +58,9 @@ __all__ = ["ProtocolConfig", "default_grid", "run_protocol", "run_phase1", "CURV
            "DEFAULT_METHODS", "Progress"]
 
 DEFAULT_METHODS = ("sgd", "momentum", "adam", "lbfgs", "cg-hessian", "cg-ggn")
-CURVATURE_METHODS = ("cg-hessian", "cg-ggn")
+# Methods whose optimizer is preconditioned SGD on a precond.preconditioners factory of the same
+# name: the protocol measures L̂ and K with and without their M (``_diagnostics``).
+CURVATURE_METHODS = ("cg-hessian", "cg-ggn", "kfac", "shampoo")
 FIRST_ORDER_GRID = (1e-4, 1e-3, 1e-2, 1e-1)  # seed 001 App. D: about 1e-4 … 1e-1
 CG_GRID = (1e-2, 1e-1, 1.0)  # seed 001 App. D: about 1e-2 … 1
 LBFGS_GRID = (0.1, 1.0)  # the zoom line search then picks the step along lr·direction
@@ -73,8 +75,10 @@ def default_grid(method: str, quick: bool = False) -> tuple[float, ...]:
     """
     if method == "lbfgs":
         return (1.0,) if quick else LBFGS_GRID
-    grid = CG_GRID if method.startswith("cg") or method in ("nystrom-sgd", "spectral-sgd") \
-        else FIRST_ORDER_GRID
+    # K-FAC's M⁻¹g has the natural-gradient (Newton) scale, as CG's; Shampoo (grafted), Sophia
+    # (clipped) and MUON (orthogonalized) take steps of Adam's scale: the first-order grid.
+    grid = CG_GRID if method.startswith("cg") or method in ("nystrom-sgd", "spectral-sgd",
+                                                            "kfac") else FIRST_ORDER_GRID
     return grid[1:] if quick else grid
 
 
@@ -325,37 +329,75 @@ def _final(record: dict, tail: int) -> float:
 
 def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np.ndarray,
                  key: jax.Array) -> dict:
-    """L̂ and K with and without the method's preconditioner at ``flat`` (module docstring)."""
+    """L̂ and K with and without the method's preconditioner at ``flat`` (module docstring).
+
+    Any method of :data:`CURVATURE_METHODS` qualifies: its optimizer is ``preconditioned_sgd``
+    on the ``precond.preconditioners`` factory of the same name ("cg-ggn" → ``cg_ggn``), built
+    with the problem's context and the configured options that the factory takes (the
+    optimizer-only ones, such as ``momentum``, do not change M).  M is built at ``flat`` as
+    ``diagnose`` builds it: the CG methods, whose M is the curvature of the batch it was
+    refreshed on, from the first of the B batches; methods whose M accumulates statistics
+    (Shampoo's factors, K-FAC's moving averages) from ``update(..., batch=b, grads=g_b)`` on
+    the other B − 1 batches and then the first, with the refresh interval set to 1 so that
+    the inverse roots / inverses see all of them (the grafting scales, for Shampoo, are those
+    of the first batch's gradient).  H is the Hessian of the first batch's loss.  This is M at
+    the snapshot from B fresh batches, not the optimizer's own state after its run (whose sums
+    span the whole run: with Shampoo's default grafting the scale of M is set per block by the
+    grafted step, so the two differ mainly in the factors' directions).
+    """
+    import inspect
+
     from precond import preconditioners as pc
     from precond.curvature import hessian_operator, minibatch_gradients
     from precond.diagnostics.noise import noise_level
     from precond.linalg import from_matvec, power_iteration
+    from precond.optim import CONTEXT
 
+    if method not in CURVATURE_METHODS:
+        raise ValueError(f"no diagnostics for method {method!r}; use one of {CURVATURE_METHODS}")
     _, unravel = ravel_pytree(problem.init_params(jax.random.key(0)))
     params = unravel(jnp.asarray(flat))
     keys = jax.random.split(key, config.noise_batches + 1)
     batches = [problem.sample_batch(k) for k in keys[1:]]
-    opts = {"damping": 1e-3, "maxiter": 10}
-    opts.update({k: v for k, v in config.method_options.get(method, {}).items() if k in opts})
-    if method == "cg-ggn":
-        prec = pc.cg_ggn(problem.model_fn, problem.output_loss, **opts)
-    elif method == "cg-hessian":
-        prec = pc.cg_hessian(problem.loss, **opts)
-    else:
-        raise ValueError(f"no diagnostics for method {method!r}; use one of {CURVATURE_METHODS}")
+    factory = getattr(pc, method.replace("-", "_"))
+    accepted = inspect.signature(factory).parameters
+    cg = method in ("cg-ggn", "cg-hessian")
+    opts = {"damping": 1e-3, "maxiter": 10} if cg else {}  # the CG budget the optimizer uses
+    opts.update({k: v for k, v in config.method_options.get(method, {}).items()
+                 if k in accepted and k not in CONTEXT})
+    context = {"loss_fn": problem.loss, "model_fn": problem.model_fn,
+               "output_loss": problem.output_loss}
+    build_kw = {k: v for k, v in context.items() if k in accepted}
+    if "update_every" in accepted:
+        build_kw["update_every"] = 1
+    prec = factory(**build_kw, **{k: v for k, v in opts.items() if k != "update_every"})
     t0 = time.perf_counter()
     n = flat.size
-
-    def operators(w, batch):
-        p = unravel(w)
-        M_inv = prec.inverse_operator(prec.update(prec.init(p), p, batch=batch))
-        return M_inv, hessian_operator(problem.loss, p, batch)
+    G = minibatch_gradients(problem.loss, params, batches)
+    # CG: the first batch's curvature; statistics: batches 1 … B−1, then the first.
+    order = [0] if cg else list(range(1, len(batches))) + [0]
+    stacked = jax.tree.map(lambda *x: jnp.stack(x), *batches)
 
     @jax.jit
-    def lhat(w, batch, k):
+    def build(w, G, stacked, k):
+        p = unravel(w)
+
+        def step(state, i):
+            b = jax.tree.map(lambda x: x[i], stacked)
+            return prec.update(state, p, batch=b, key=jax.random.fold_in(k, i),
+                               grads=unravel(G[i])), None
+
+        state, _ = step(prec.init(p), order[0])  # the first update may set the state's shape
+        if len(order) > 1:
+            state, _ = jax.lax.scan(step, state, jnp.asarray(order[1:]))
+        return state
+
+    @jax.jit
+    def lhat(w, state, batch, k):
         # L̂ only (ĉ is not what a few CG steps change, seed 001 §4.5): power iteration, which
-        # needs only applications of M⁻¹ — M⁻¹ is a fixed-budget CG solve, not a matrix.
-        M_inv, H = operators(w, batch)
+        # needs only applications of M⁻¹ — M⁻¹ may be a fixed-budget CG solve, not a matrix.
+        M_inv = prec.inverse_operator(state)
+        H = hessian_operator(problem.loss, unravel(w), batch)
         MH = from_matvec(lambda v: M_inv.matvec(H.matvec(v)), size=n, dtype=H.dtype)
         # criterion="rayleigh": the rule the recorded L̂ were made with (issue #19)
         r_i = power_iteration(H, k, maxiter=300, tol=1e-6, criterion="rayleigh")
@@ -363,10 +405,11 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
         return r_i.eigenvalue, r_m.eigenvalue, r_i.converged & r_m.converged
 
     w = jnp.asarray(flat)
-    L_I, L_M, conv = lhat(w, batches[0], keys[0])
-    apply_m = jax.jit(jax.vmap(lambda v: operators(w, batches[0])[0].matvec(v)))
-    M_inv = from_matvec(lambda v: apply_m(v[None])[0], size=n, dtype=w.dtype)
-    G = minibatch_gradients(problem.loss, params, batches)
+    state = build(w, G, stacked, keys[0])
+    L_I, L_M, conv = lhat(w, state, batches[0], keys[0])
+    apply_m = jax.jit(jax.vmap(lambda v, s: prec.inverse_operator(s).matvec(v),
+                               in_axes=(0, None)))
+    M_inv = from_matvec(lambda v: apply_m(v[None], state)[0], size=n, dtype=w.dtype)
     K_I = noise_level(G)
     K_M = noise_level(G, M_inv)
     L_I, L_M = float(L_I), float(L_M)
