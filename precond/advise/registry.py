@@ -77,9 +77,9 @@ def _curvature(context: dict) -> dict:
 MOMENTUM = 0.9
 
 CANDIDATES: dict[str, CandidateSpec] = {
-    "sgd": CandidateSpec("sgd", lambda c: pc.identity()),
+    "sgd": CandidateSpec("sgd"),
     "momentum": CandidateSpec(
-        "momentum", lambda c: pc.identity(), step="heavy-ball", options={"beta": MOMENTUM},
+        "momentum", step="heavy-ball", options={"beta": MOMENTUM},
         note="heavy ball modelled as SGD at its effective step α_lr/(1 − β)"),
     "adam": CandidateSpec(
         "adam", lambda c: pc.adam(b2=0.999, eps=1e-8),
