@@ -179,10 +179,28 @@ def estimate_curvature(problem: GLMProblem, w, key, rho, *, rank: int, bh: int,
     if not sketchy:
         return Curvature(IdentityOperator(d, problem.dtype), _lambda_max(H2, k_power))
     H = problem.hessian(w, _sample(k_s, n, bh), shift=False)
-    approx = nystrom(H, rank, k_sketch)
+    approx = _numerical_rank(nystrom(H, rank, k_sketch), rho)
     precond = NystromPreconditioner(approx, rho)
     half = LowRankPlusIdentity(approx.U, _sqrt_ratios(approx, rho) - 1.0)  # P^{-1/2}
     return Curvature(precond, _lambda_max(congruence(H2, half), k_power))
+
+
+def _numerical_rank(approx, rho):
+    """The sketch cut at its numerical rank k when ρ does not regularize it (r: the sketch rank).
+
+    With ρ below the rounding level c = 10·r·eps·λ̂₁ of the sketch (μ = 0 and no ρ given), a
+    rank-deficient H (duplicated columns) leaves λ̂_i ≈ 0 for i > k, so P⁻¹'s scale λ̂_r + ρ is
+    ~eps: L̂ ~ eps and η ~ 1/eps, and rounding errors of size eps in P⁻¹g then grow by η·λ̂₁
+    per step (the objective went from 2.76 to 1e141).  λ̂_i ≤ c are raised to λ̂_k, the
+    smallest one above c, which makes P⁻¹ exactly the rank-k preconditioner (ratio 1 on the
+    rest).  When ρ ≥ c, or every λ̂_i > c, the sketch is returned unchanged (bit for bit).
+    """
+    lam = approx.eigenvalues
+    cutoff = 10 * lam.shape[0] * jnp.finfo(lam.dtype).eps * lam[0]
+    kept = lam > cutoff
+    floor = jnp.min(jnp.where(kept, lam, jnp.inf))
+    cut = (rho < cutoff) & jnp.any(kept) & ~jnp.all(kept)
+    return approx._replace(eigenvalues=jnp.where(cut & ~kept, floor, lam))
 
 
 def _lambda_max(A, key):
