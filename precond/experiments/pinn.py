@@ -31,6 +31,8 @@ from precond.linalg import NystromPreconditioner, Status, congruence, nystrom, s
 from precond.optim import nncg
 from precond.problems.pinn import PAPER_SIZES, QUICK_SIZES, REDUCED_SIZES, pinn_problem
 
+from .store import atomic_write
+
 __all__ = ["PINNConfig", "paper_config", "reduced_config", "quick_config", "run_pinn",
            "PAPER_RESULTS"]
 
@@ -261,7 +263,7 @@ def run_pinn(config: PINNConfig, out: str | Path | None = None, *, tick=None) ->
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
-        (out / f"pinn-{config.pde}.json").write_text(json.dumps(result, indent=1))
+        atomic_write(out / f"pinn-{config.pde}.json", json.dumps(result, indent=1))
         _plot_losses(result, out / f"pinn-{config.pde}-loss.png")
         _plot_spectra(config.pde, before, after, mu_s, out / f"pinn-{config.pde}-spectrum.png")
     return result
@@ -282,7 +284,7 @@ def _plot_losses(result: dict, path: Path) -> None:
     ax.set(xlabel="iteration", ylabel="loss", title=f"PINN {pde}: Adam → L-BFGS → NNCG")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)
 
 
@@ -300,7 +302,7 @@ def _plot_spectra(pde: str, before, after, mu: float, path: Path) -> None:
     ax.set_ylim(1e-5, 1e3)  # the floor bin (zero/negative Ritz values) would dwarf the rest
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=90))
     plt.close(fig)
 
 
