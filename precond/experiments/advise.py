@@ -29,8 +29,8 @@ import numpy as np
 
 from .store import _clean, atomic_write
 
-__all__ = ["AdviseRun", "advise_problem", "advise_script", "grid_tune", "recommendation",
-           "print_advice", "write_advice_report"]
+__all__ = ["AdviseRun", "advise_problem", "advise_script", "grid_tune", "load_advise_run",
+           "recommendation", "print_advice", "summarize", "write_advice_report"]
 
 
 @dataclass
@@ -236,15 +236,17 @@ def recommendation(run: AdviseRun) -> str:
     if base is not None:
         b = a.measurement(base)
         cost = rec.seconds_per_step / b.seconds_per_step
-        why.append(f"its steps cost {_times(cost)} {base}'s" if cost >= 1.05 else
-                   f"its steps cost {_times(cost)} {base}'s (cheaper)" if cost <= 0.95 else
-                   f"its steps cost about what {base}'s do")
+        why.append(f"its steps cost {_times(cost)} {base}'s" if cost >= 1.1 else
+                   f"its steps are {_times(1 / cost)} cheaper than {base}'s" if cost <= 0.9
+                   else f"its steps cost about what {base}'s do")
         p_rec, p_b = a.predicted[rec.name], a.predicted[base]
+        at = f"at {a.budget_seconds:.3g} s"
         if math.isfinite(p_rec) and p_rec > 0 and math.isfinite(p_b):
             r = p_b / p_rec
-            why.append(f"predicted {_times(r)} lower loss than {base} at "
-                       f"{a.budget_seconds:.3g} s" if r >= 1 else
-                       f"predicted loss {p_rec:.3g} at {a.budget_seconds:.3g} s")
+            why.append(f"predicted {_times(r)} lower loss than {base} {at} ({p_rec:.3g} against "
+                       f"{p_b:.3g})" if r >= 1.1 else
+                       f"predicted about the same loss as {base} {at} ({p_rec:.3g} against "
+                       f"{p_b:.3g})")
         elif not math.isfinite(p_b):
             why.append(f"{base} is predicted unstable at its step")
     text = parts[0] + (": " + "; ".join(why) if why else "")
@@ -456,6 +458,49 @@ def write_advice_report(run: AdviseRun, out_dir: str | os.PathLike, *,
     return atomic_write(out / "report.md", "\n".join(L))
 
 
+def load_advise_run(path: str | os.PathLike) -> AdviseRun:
+    """An :class:`AdviseRun` read back from the ``advice.json`` of a ``precond advise --out``
+    directory (e.g. to render its report again); the JSON's nulls (stored NaN and ±inf) come
+    back as inf for losses and NaN otherwise.
+
+    Args:
+      path: the run's directory.
+    """
+    from precond.advise import Advice, Measurement, Verification
+
+    d = json.loads((Path(path) / "advice.json").read_text())
+    inf = lambda x: math.inf if x is None else x  # noqa: E731 (a loss that was not finite)
+    nan = lambda x: math.nan if x is None else x  # noqa: E731
+    names = {f.name: f for f in dataclasses.fields(Measurement)}
+    rows = []
+    for r in d["advice"]["measurements"]:
+        kw = {k: v for k, v in r.items() if k in names}
+        rows.append(Measurement(**{k: (inf(v) if k.startswith("predicted") else nan(v))
+                                   if v is None else v for k, v in kw.items()}))
+    a = d["advice"]
+    advice = Advice(ranking=tuple(a["ranking"]), recommended=a["recommended"],
+                    learning_rate=a["learning_rate"],
+                    predicted={k: inf(v) for k, v in a["predicted"].items()},
+                    measurements=tuple(rows), budget_seconds=a["budget_seconds"],
+                    initial_loss=a["initial_loss"], num_batches=a["num_batches"],
+                    n_params=a["n_params"], skipped=a.get("skipped") or {})
+    v = d.get("verification")
+    if v is not None:
+        v = Verification(names=tuple(v["names"]), budget_seconds=v["budget_seconds"],
+                         seeds=v["seeds"], predicted={k: inf(x) for k, x in v["predicted"].items()},
+                         realized={k: tuple(inf(x) for x in xs) for k, xs in v["realized"].items()},
+                         realized_mean={k: inf(x) for k, x in v["realized_mean"].items()},
+                         realized_ranking=tuple(v["realized_ranking"]),
+                         spearman_rho=nan(v["spearman_rho"]), statuses=v["statuses"],
+                         steps=v["steps"])
+    grid = d.get("grid")
+    if grid is not None:
+        for g in grid.values():
+            g["final_losses"] = [inf(x) for x in g["final_losses"]]
+    return AdviseRun(d["name"], advice, d["advise_seconds"], v, d.get("verify_seconds"), grid,
+                     d.get("grid_seconds"), d.get("info") or {})
+
+
 def summarize(dirs: list[str | os.PathLike]) -> str:
     """A markdown table over several ``precond advise --verify --grid`` runs (their
     ``advice.json``), with the issue's targets: mean Spearman ρ, the recommended candidate in
@@ -465,10 +510,11 @@ def summarize(dirs: list[str | os.PathLike]) -> str:
     Args:
       dirs: the runs' ``--out`` directories.
     """
-    rows, rhos, top2, within, cheap = [], [], 0, [], 0
+    rows, rhos, top2, within, cheap, every = [], [], 0, [], 0, [0, 0]
     L = ["| problem | n | predicted ranking | realized ranking (equal time) | ρ | recommended: "
-         "realized rank | recommended lr / grid-tuned lr | advise s (÷ budget, ÷ all runs) |",
-         "|---|---|---|---|---|---|---|---|"]
+         "realized rank | recommended lr / grid-tuned lr | all candidates' lr within 3× of the "
+         "grid's | advise s (÷ budget, ÷ all runs) |",
+         "|---|---|---|---|---|---|---|---|---|"]
     for d in dirs:
         run = json.loads((Path(d) / "advice.json").read_text())
         a, v, g = run["advice"], run["verification"], run["grid"] or {}
@@ -484,18 +530,24 @@ def summarize(dirs: list[str | os.PathLike]) -> str:
         ratio = lr / glr if glr else None
         if ratio is not None:
             within.append(1 / 3 <= ratio <= 3)
+        pairs = [(a["learning_rate"][m], (g.get(m) or {}).get("lr")) for m in a["ranking"]]
+        close = [1 / 3 <= x / y <= 3 for x, y in pairs if y]
+        every[0] += sum(close)
+        every[1] += len(close)
         t = run["advise_seconds"]
         cheap += t <= 0.1 * S
         rows.append(run["name"])
         L.append(f"| {run['name']} | {a['n_params']} | {', '.join(a['ranking'])} | "
                  f"{', '.join(v['realized_ranking']) if v else '—'} | {_fmt(rho, '.2f')} | "
                  f"{rec}: {_ordinal(rank)} | {_fmt(lr)} / {_fmt(glr, 'g')} "
-                 f"({_fmt(ratio, '.2g')}×) | {t:.0f} ({t / S:.2g}×, {t / (S * k):.2g}×) |")
+                 f"({_fmt(ratio, '.2g')}×) | {sum(close)} of {len(close)} | "
+                 f"{t:.0f} ({t / S:.2g}×, {t / (S * k):.2g}×) |")
     n = len(rows)
     L += ["", f"- mean Spearman ρ: {_fmt(float(np.mean(rhos)) if rhos else None, '.2f')} "
           "(target ≥ 0.8)",
           f"- recommended candidate in the realized top 2: {top2} of {n} (target ≥ 5 of 6)",
           f"- recommended lr within 3× of the grid-tuned one: {sum(within)} of {len(within)} "
-          "(where the grid covers the method)",
+          "(where the grid covers the method); over all candidates: "
+          f"{every[0]} of {every[1]}",
           f"- advise's run time ≤ 10% of the budget: {cheap} of {n}"]
     return "\n".join(L)

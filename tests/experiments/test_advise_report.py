@@ -96,6 +96,13 @@ def test_advise_script_example_runs_and_reports(tmp_path):
     saved = json.loads((out / "advice.json").read_text())
     assert saved["advice"]["recommended"] == "sgd" and saved["advise_seconds"] > 0
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+    # the run reads back from advice.json and renders the same report; summarize takes it
+    from precond.experiments.advise import load_advise_run, summarize, write_advice_report
+
+    again = write_advice_report(load_advise_run(out), tmp_path / "again",
+                                command=report.splitlines()[4].strip())
+    assert again.read_text() == report
+    assert "| advise_script.py | 321 | sgd | — |" in summarize([out])
 
 
 def test_advise_script_lacking_a_name(capsys, tmp_path):
