@@ -18,10 +18,10 @@ from .alias import nystrom_sgd as nystrom_sgd
 from .alias import rmsprop as rmsprop
 from .alias import sgd as sgd
 from .alias import spectral_sgd as spectral_sgd
-from .kfac import kfac as kfac
 from .contrib import muon as muon
 from .contrib import sophia as sophia
 from .contrib import sophia_inverse_operator as sophia_inverse_operator
+from .kfac import kfac as kfac
 from .nncg import NNCGInfo as NNCGInfo
 from .nncg import NNCGState as NNCGState
 from .nncg import nncg as nncg

@@ -33,11 +33,11 @@ import jax.numpy as jnp
 import optax
 
 from precond import preconditioners as pc
-from precond.validation import check_options, check_positive
+from precond.validation import check_fraction, check_nonnegative, check_options, check_positive
 
 from ._objective import evaluate, step_objective, structural_int
-from .kfac import kfac
 from .contrib import muon, sophia
+from .kfac import kfac
 from .nncg import nncg
 from .osgm import osgm
 from .preconditioned_sgd import preconditioned_sgd
@@ -65,6 +65,7 @@ def momentum(learning_rate: optax.ScalarOrSchedule, *, beta: float = 0.9,
       beta: β (0.9 as in seed 001).
       nesterov: use Nesterov's form.
     """
+    check_fraction(beta, "beta")
     return optax.sgd(learning_rate, momentum=beta, nesterov=nesterov)
 
 
@@ -79,6 +80,9 @@ def adam(learning_rate: optax.ScalarOrSchedule, *, b1: float = 0.9, b2: float = 
       b1, b2: β₁, β₂, the decays of the first and second moments.
       eps: ε added to √v̂.
     """
+    check_fraction(b1, "b1")
+    check_fraction(b2, "b2")
+    check_nonnegative(eps, "eps")
     return optax.adam(learning_rate, b1=b1, b2=b2, eps=eps)
 
 
@@ -91,6 +95,8 @@ def adagrad(learning_rate: optax.ScalarOrSchedule, *, initial_accumulator_value:
       initial_accumulator_value: the starting Σg².
       eps: ε added to √Σg².
     """
+    check_nonnegative(initial_accumulator_value, "initial_accumulator_value")
+    check_nonnegative(eps, "eps")
     return optax.adagrad(learning_rate, initial_accumulator_value=initial_accumulator_value,
                          eps=eps)
 
@@ -104,6 +110,8 @@ def rmsprop(learning_rate: optax.ScalarOrSchedule, *, decay: float = 0.9, eps: f
       decay: the EMA's decay.
       eps: ε.
     """
+    check_fraction(decay, "decay")
+    check_nonnegative(eps, "eps")
     return optax.rmsprop(learning_rate, decay=decay, eps=eps)
 
 

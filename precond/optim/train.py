@@ -152,6 +152,9 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
     step = make_step(loss_fn, optimizer)
     first_batches = get(0)
     S = int(jax.tree.leaves(first_batches)[0].shape[0])
+    if S == 0:
+        raise ValueError("data holds no mini-batch: its leading axis (S, the steps per epoch) "
+                         "has length 0")
     stopped = jnp.asarray(False)
     if scan:
         run, compile_time = compile_ahead(jax.jit(_epoch_fn(step)), params, opt_state, stopped,

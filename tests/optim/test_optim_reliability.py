@@ -55,19 +55,19 @@ def test_osgm_minimize_is_monotone_so_never_diverges():
     assert np.all(np.diff(hist) <= 0)
 
 
-# Found by the fuzz suite (tests/fuzz), in precond.optim (owned by another session): strict
-# expected failures, so the fix turns them into passing tests — remove the marker then.
-_OPEN = "issue #19 fuzz finding, open in precond.optim"
+# Found by the fuzz suite (tests/fuzz).
 
 
-@pytest.mark.xfail(strict=True, raises=ZeroDivisionError, reason=_OPEN)
 def test_train_on_zero_steps_is_a_value_error_naming_data():
     loss = lambda w, b: jnp.sum(w ** 2)  # noqa: E731
     with pytest.raises(ValueError, match="data"):
         optim.train(loss, jnp.ones(2), optax.sgd(0.1), jnp.zeros((0, 1)))
 
 
-@pytest.mark.xfail(strict=True, reason=_OPEN)
 def test_adam_nan_beta_is_a_value_error():
     with pytest.raises(ValueError, match="b1"):
         optim.get_optimizer("adam", 0.1, b1=math.nan)
+    with pytest.raises(ValueError, match="decay"):
+        optim.get_optimizer("rmsprop", 0.1, decay=1.5)
+    with pytest.raises(ValueError, match="beta"):
+        optim.get_optimizer("momentum", 0.1, beta=-0.1)
