@@ -19,7 +19,8 @@ __all__ = ["kfac"]
 def kfac(learning_rate: optax.ScalarOrSchedule, model_fn: Callable, output_loss, *,
          key: jax.Array | None = None, damping: float = 1e-3, update_every: int | None = None,
          decay: float = 0.9, fisher: str = "sampled", max_factor_dim: int | None = None,
-         momentum: float | None = None) -> optax.GradientTransformationExtraArgs:
+         inverse: str = "cholesky", momentum: float | None = None,
+         ) -> optax.GradientTransformationExtraArgs:
     """K-FAC: w ← w − α M⁻¹g with M = (A + π√λI) ⊗ (G + √λ/π I) per dense layer and a damped
     diagonal elsewhere (``precond.preconditioners.kfac``); the batch is ``(inputs, targets)``.
 
@@ -39,6 +40,7 @@ def kfac(learning_rate: optax.ScalarOrSchedule, model_fn: Callable, output_loss,
       decay: the factors' moving-average decay per refresh.
       fisher: "sampled" (sampled Fisher, one backward pass) or "ggn" (exact Gauss–Newton G).
       max_factor_dim: kernels with a larger dimension use the diagonal fallback (default 4096).
+      inverse: "cholesky" or "eigh", how the damped factors are inverted at a refresh.
       momentum: heavy-ball β on the directions (None: none).
 
     References:
@@ -51,4 +53,4 @@ def kfac(learning_rate: optax.ScalarOrSchedule, model_fn: Callable, output_loss,
         key = check_key(key)
     return preconditioned_sgd(learning_rate, pc.kfac(
         model_fn, output_loss, damping=damping, update_every=update_every, decay=decay,
-        fisher=fisher, max_factor_dim=max_factor_dim), momentum=momentum, key=key)
+        fisher=fisher, max_factor_dim=max_factor_dim, inverse=inverse), momentum=momentum, key=key)

@@ -21,8 +21,8 @@ Y = jax.random.normal(jax.random.key(1), (N, D_OUT))
 KEY = jax.random.key(7)
 
 
-def _dense(v, bias_flag, layout):
-    """M⁻¹ as a dense matrix (ravel_pytree order) for one linear layer; A, G, the GGN."""
+def _dense(bias_flag, layout):
+    """λ ↦ (M⁻¹ dense in ravel_pytree order, the GGN) for one linear layer, one compile."""
     if layout == "plain":  # x @ W + b, W (d_in, d_out)
         params = {"W": jnp.zeros((D_IN, D_OUT))}
         model = lambda p, x: x @ p["W"] + p.get("b", 0.0)  # noqa: E731
@@ -31,39 +31,43 @@ def _dense(v, bias_flag, layout):
         model = lambda p, x: jax.vmap(lambda xi: p["W"] @ xi + p.get("b", 0.0))(x)  # noqa: E731
     if bias_flag:
         params["b"] = jnp.zeros(D_OUT)
-    M = pc.kfac(model, "mse", damping=v, update_every=1, fisher="ggn")
-    state = M.update(M.init(params), params, batch=(X, Y))
     flat, unravel = ravel_pytree(params)
-    minv = np.asarray(jax.vmap(M.inverse_operator(state).matvec)(jnp.eye(flat.size))).T
-    J = np.asarray(jax.jacobian(lambda w: model(unravel(w), X).ravel())(flat))
-    return minv, J.T @ J / N, int(state.status)
+
+    @jax.jit
+    def dense(damping):  # a traced damping: both λ from one compile
+        M = pc.kfac(model, "mse", damping=damping, update_every=1, fisher="ggn")
+        state = M.update(M.init(params), params, batch=(X, Y))
+        minv = jax.vmap(M.inverse_operator(state).matvec)(jnp.eye(flat.size)).T
+        J = jax.jacobian(lambda w: model(unravel(w), X).ravel())(flat)
+        return minv, J.T @ J / N, state.status
+
+    return lambda damping: [np.asarray(r) for r in dense(damping)]
 
 
-@pytest.mark.parametrize("bias_flag", [True, False])
-def test_one_dense_layer_squared_loss_is_the_exact_ggn(bias_flag):
+@pytest.mark.parametrize("bias_flag, layout", [(True, "plain"), (False, "plain"),
+                                               (True, "equinox")])
+def test_one_dense_layer_squared_loss_is_the_exact_ggn(bias_flag, layout):
     """The Kronecker factorization is exact there: M⁻¹ = GGN⁻¹ as λ → 0 (π-damping perturbs
     by O(√λ)); at λ = 0.1, M⁻¹ = ((A + π√λI) ⊗ (G + √λ/π I))⁻¹ with A = E[ããᵀ], G = I."""
     Xt = np.hstack([X, np.ones((N, 1))]) if bias_flag else np.asarray(X)
     A, G = Xt.T @ Xt / N, np.eye(D_OUT)
-    for layout in ("plain", "equinox"):
-        minv, ggn, status = _dense(1e-20, bias_flag, layout)
-        assert status == Status.SUCCESS
-        np.testing.assert_allclose(minv, np.linalg.inv(ggn), atol=1e-8)
-        lam = 0.1
-        minv, ggn, _ = _dense(lam, bias_flag, layout)
-        pi = np.sqrt((np.trace(A) / len(A)) / (np.trace(G) / len(G)))
-        Ad, Gd = A + pi * np.sqrt(lam) * np.eye(len(A)), G + np.sqrt(lam) / pi * np.eye(len(G))
-        # ravel order: plain [W (d_in, d_out); bᵀ] row-major = kron(A, G); equinox [W, b]
-        # (d_out, d_in+1) W row-major then b: permute to the same layout.
-        if layout == "plain":
-            np.testing.assert_allclose(ggn, np.kron(A, G), atol=1e-12)
-            np.testing.assert_allclose(minv, np.linalg.inv(np.kron(Ad, Gd)), atol=1e-10)
-        else:
-            ref = np.linalg.inv(np.kron(Gd, Ad))  # row-major vec of [W, b] (d_out, d_in+1)
-            d = D_IN + bias_flag
-            order = [o * d + i for o in range(D_OUT) for i in range(D_IN)]
-            order += [o * d + D_IN for o in range(D_OUT)] if bias_flag else []
-            np.testing.assert_allclose(minv, ref[np.ix_(order, order)], atol=1e-10)
+    dense = _dense(bias_flag, layout)
+    minv, ggn, status = dense(1e-20)
+    assert status == Status.SUCCESS
+    np.testing.assert_allclose(minv, np.linalg.inv(ggn), atol=1e-8)
+    lam = 0.1
+    minv, ggn, _ = dense(lam)
+    pi = np.sqrt((np.trace(A) / len(A)) / (np.trace(G) / len(G)))
+    Ad, Gd = A + pi * np.sqrt(lam) * np.eye(len(A)), G + np.sqrt(lam) / pi * np.eye(len(G))
+    if layout == "plain":  # ravel order: [W (d_in, d_out); bᵀ] row-major, so kron(A, G)
+        np.testing.assert_allclose(ggn, np.kron(A, G), atol=1e-12)
+        np.testing.assert_allclose(minv, np.linalg.inv(np.kron(Ad, Gd)), atol=1e-10)
+    else:  # [W, b] (d_out, d_in + 1) row-major is kron(G, A); ravel order: W, then b
+        ref = np.linalg.inv(np.kron(Gd, Ad))
+        d = D_IN + 1
+        order = [o * d + i for o in range(D_OUT) for i in range(D_IN)]
+        order += [o * d + D_IN for o in range(D_OUT)]
+        np.testing.assert_allclose(minv, ref[np.ix_(order, order)], atol=1e-10)
 
 
 class _Linen(nn.Module):
@@ -107,7 +111,8 @@ def _jit_loop(opt, params, loss_fn, batch, steps=4):
                                                 ("equinox", "chain", jnp.float64)])
 def test_kfac_trains_mlps(model, mode, dtype):
     """Each model type in one way of driving it: precond.optim.train, a user's jitted loop
-    (GGN, float32), optax.chain after gradient clipping; the loss falls."""
+    (GGN, float32), optax.chain after gradient clipping; the loss falls.  diagnose accepts the
+    trained state."""
     params, model_fn = _models()[model]
     params = jax.tree.map(lambda a: a.astype(dtype), params)
     x = jax.random.uniform(jax.random.key(1), (16, 2), minval=-1, maxval=1)
@@ -116,10 +121,16 @@ def test_kfac_trains_mlps(model, mode, dtype):
     start = float(loss_fn(params, batch))
     opt = optim.kfac(0.5, model_fn, "mse", key=KEY, damping=0.1, update_every=2,
                      fisher="ggn" if mode == "jit" else "sampled")
-    if mode == "train":
+    if mode == "train":  # the same optimizer, built from the preconditioner to diagnose it
+        M = pc.kfac(model_fn, "mse", damping=0.1, update_every=2)
+        opt = optim.preconditioned_sgd(0.5, M, key=KEY)
         data = jax.tree.map(lambda a: jnp.stack([a] * 4), batch)
         res = optim.train(loss_fn, params, opt, data).check()
         params, state = res.params, res.opt_state
+        two = jax.tree.map(lambda a: a[:2], data)  # B = 2 mini-batches: the cheapest diagnose
+        report = diagnose(loss_fn, params, two, M, state=state[0].precond_state, key=KEY,
+                          method="power", num_steps=4)
+        assert np.isfinite(report.L_hat_after) and np.isfinite(report.K_after)
     elif mode == "jit":
         params, state = _jit_loop(opt, params, loss_fn, batch)
     else:
@@ -129,17 +140,12 @@ def test_kfac_trains_mlps(model, mode, dtype):
     assert float(loss_fn(params, batch)) < 0.9 * start, (model, mode)
 
 
-def test_registry_and_diagnose_accept_kfac():
+def test_registry_builds_kfac():
     params, model_fn = _models()["plain"]
     opt = optim.get_optimizer("kfac", 0.1, model_fn=model_fn, output_loss="mse", key=KEY,
                               loss_fn=None, update_every=1)
     assert opt.init(params) is not None
-    x = jax.random.normal(jax.random.key(5), (2, 8, 2))
-    batches = (x, jnp.sum(x, -1, keepdims=True))
-    loss_fn = lambda p, b: 0.5 * jnp.mean((model_fn(p, b[0]) - b[1]) ** 2)  # noqa: E731
-    report = diagnose(loss_fn, params, batches, pc.kfac(model_fn, "mse", damping=0.1),
-                      key=KEY)
-    assert np.isfinite(report.L_hat_after) and np.isfinite(report.K_after)
+    assert optim.OPTIMIZERS["kfac"] is optim.kfac
 
 
 def test_fallback_nonfinite_and_errors():
@@ -150,13 +156,14 @@ def test_fallback_nonfinite_and_errors():
         M.apply(M.init(params), params)
     with pytest.raises(TypeError, match="key"):  # GGN mode: the fallback's diagonal is random
         M.update(M.init(params), params, batch=(X, Y))
-    state = M.update(M.init(params), params, batch=(X, Y), key=KEY)
+    update = jax.jit(lambda s, b: M.update(s, params, batch=b, key=KEY))
+    state = update(M.init(params), (X, Y))
     g = jax.tree.map(jnp.ones_like, params)
     out = M.apply(state, g)
     assert np.all(np.asarray(state.diagonal["s"]) > 0)
     np.testing.assert_allclose(out["s"], 1.0 / (state.diagonal["s"] + 0.1))
     # non-finite statistics: the previous inverses are kept and the status says so
-    bad = M.update(state, params, batch=(X.at[0, 0].set(jnp.nan), Y), key=KEY)
+    bad = update(state, (X.at[0, 0].set(jnp.nan), Y))
     assert int(bad.status) == Status.NONFINITE
     for a, b in zip(jax.tree.leaves(bad.inverses), jax.tree.leaves(state.inverses), strict=True):
         np.testing.assert_array_equal(a, b)
