@@ -177,8 +177,10 @@ def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> P
     if data["diagnostics"]:
         epochs = sorted({str(d.get("epoch")) for d in data["diagnostics"].values()})
         L += [f"## Diagnostics (Phase II epoch {', '.join(epochs)}, seed 0)",
-              "", "M built from the first of B fresh mini-batches; H = Hessian on that batch; "
-              "L̂ = λ_max(M⁻¹H) by power iteration; K = tr(M⁻¹Σ) from the B mini-batch gradients.",
+              "", "M built at the snapshot from B fresh mini-batches — the CG methods' from the "
+              "first, the gradient-statistics methods' (Shampoo's factors, K-FAC's averages) from "
+              "all B, the first last; H = Hessian on the first batch; L̂ = λ_max(M⁻¹H) by power "
+              "iteration; K = tr(M⁻¹Σ) from the B mini-batch gradients.",
               "", "| method | B | λ_max(H) | L̂ = λ_max(M⁻¹H) | L̂ reduction | tr Σ | K = tr(M⁻¹Σ) "
               "| K reduction |", "|---|---|---|---|---|---|---|---|"]
         for m, d in data["diagnostics"].items():
