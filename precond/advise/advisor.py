@@ -6,11 +6,12 @@ build it), then one definition of each criterion for all —
 
 - L̂, ĉ, κ̂ = L̂/ĉ: Ritz values of M⁻¹H by Lanczos in the M-inner product from one random start
   (``local_conditioning(method="m-lanczos")``, the same k steps for every M; H = the Hessian of
-  the mean mini-batch loss).  **ĉ rule:** the smallest Ritz value above
-  :data:`C_HAT_RTOL`·L̂ — λ_min(M⁻¹H) when H is positive definite in M's geometry, and on an
-  indefinite or singular H the curvature of its positive subspace (the PL constant of the
-  quadratic model there).  One rule and one algorithm before and after preconditioning, so no
-  ratio of ĉ's is a Ritz value against a floor;
+  the mean mini-batch loss).  **ĉ rule:** the smallest Ritz value above τ·L̂,
+  τ = max(:data:`C_HAT_RTOL`, 10ε) for the working precision ε — λ_min(M⁻¹H) when H is
+  positive definite in M's geometry, and on an indefinite or singular H the curvature of its
+  positive subspace (the PL constant of the quadratic model there).  One rule and one
+  algorithm before and after preconditioning, so no ratio of ĉ's is a Ritz value against a
+  floor;
 - K = tr(M⁻¹Σ) with its standard error (``noise_level``);
 - α: the largest step the theory admits, 1/L̂ in M's geometry (``recommended_step``), or the one
   meeting ``target_floor``; its learning rate is α (preconditioned SGD, Adam, RMSProp, AdaGrad,
@@ -41,7 +42,7 @@ from precond.curvature import hessian_operator, minibatch_gradients
 from precond.diagnostics import local_conditioning, noise_level, recommended_step
 from precond.diagnostics.conditioning import IndefiniteCurvatureWarning, m_lanczos
 from precond.diagnostics.report import BatchMean, preconditioner_state, stack_batches
-from precond.linalg import IdentityOperator
+from precond.linalg import IdentityOperator, SolverError
 from precond.loop import progress_bar
 from precond.optim import get_optimizer, train
 from precond.validation import check_int, check_key, check_positive
@@ -49,10 +50,17 @@ from precond.validation import check_int, check_key, check_positive
 from .model import NOISE_MODELS, SpectralModel, predicted_loss, theorem_loss
 from .registry import CandidateSpec, default_candidates, resolve
 
-__all__ = ["C_HAT_RTOL", "DEFAULT_STEPS", "TIE_RTOL", "Advice", "Measurement", "advise"]
+__all__ = ["C_HAT_RTOL", "DEFAULT_STEPS", "TIE_RTOL", "Advice", "Measurement", "advise",
+           "c_hat_threshold"]
 
-# ĉ = the smallest Ritz value of M⁻¹H above C_HAT_RTOL·L̂ (module docstring), for every M.
-C_HAT_RTOL = 1e-6
+# ĉ = the smallest Ritz value of M⁻¹H above τ·L̂ (module docstring), for every M, with
+# τ = max(C_HAT_RTOL, 10·ε) for the working precision ε (Ritz values below that are rounding).
+C_HAT_RTOL = 1e-8
+
+
+def c_hat_threshold(dtype) -> float:
+    """τ of the ĉ rule for arrays of ``dtype``: max(C_HAT_RTOL, 10·ε)."""
+    return max(C_HAT_RTOL, 10 * float(jnp.finfo(dtype).eps))
 # Without budget_seconds, the budget is the time the slowest candidate needs for this many steps.
 DEFAULT_STEPS = 100
 
@@ -150,6 +158,25 @@ class Advice:
             if m.name == name:
                 return m
         raise ValueError(f"no measurement for {name!r}; measured: {', '.join(self.ranking)}")
+
+    def seconds_to(self, name: str, target_loss: float) -> float:
+        """The predicted training time for candidate ``name`` to reach ``target_loss`` (``inf``
+        when its model never does: a floor above the target, or an unstable step)."""
+        m = self.measurement(name)
+        target = float(target_loss)
+        reached = lambda T: self.predict(name, steps=T) <= target  # noqa: E731
+        if reached(0):
+            return 0.0
+        hi = 1
+        while not reached(hi):
+            hi *= 2
+            if hi > 2**40:
+                return math.inf
+        lo = hi // 2  # not reached at lo, reached at hi
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if reached(mid) else (mid, hi)
+        return hi * m.seconds_per_step
 
     def rows(self) -> list[dict]:
         """The measurements as a list of dicts (one per candidate, ranking order)."""
@@ -251,7 +278,7 @@ def _spectral_model(H, P, gbar, D, K, L_hat, k) -> tuple[SpectralModel, float]:
     proj = np.asarray(D, np.float64) @ X  # x_jᵀ(g_b − ḡ)
     sigma2 = np.sum(proj**2, axis=0) / (B - 1)
     signal = lz.start_norm2 * lz.weights
-    keep = lz.theta > C_HAT_RTOL * L_hat
+    keep = lz.theta > c_hat_threshold(D.dtype) * L_hat
     # The noise outside the Ritz vectors: its M⁻¹-norm² (K − Σσ_j²) at its Rayleigh quotient.
     rest = max(float(K) - float(np.sum(sigma2)), 0.0)
     theta_rest = 0.0
@@ -263,7 +290,7 @@ def _spectral_model(H, P, gbar, D, K, L_hat, k) -> tuple[SpectralModel, float]:
             lz.start_norm2)
 
 
-def _measure(name, spec, ctx, params, stacked, G, H, F0, key, *, num_steps, target_floor):
+def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_floor):
     """(partial Measurement fields, SpectralModel, note) of one candidate (module docstring)."""
     B, n = G.shape
     k_state, k_cond = jax.random.split(key)
@@ -277,7 +304,7 @@ def _measure(name, spec, ctx, params, stacked, G, H, F0, key, *, num_steps, targ
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IndefiniteCurvatureWarning)
         cond = local_conditioning(H, P, k_cond, method="m-lanczos", num_steps=k,
-                                  pl_rtol=C_HAT_RTOL)
+                                  pl_rtol=c_hat_threshold(G.dtype))
     del caught  # the proxy is recorded in c_hat_rule
     noise = noise_level(G, P)
     alpha = recommended_step(cond.L_hat, cond.c_hat, noise.K, target_floor=target_floor)
@@ -425,9 +452,12 @@ def advise(loss_fn: Callable, params, data, *, key: jax.Array,
             if missing:
                 skipped[name] = f"needs {' and '.join(missing)} (not given)"
             else:
-                measured[name] = _measure(name, spec, ctx, params, stacked, G, H, F0,
-                                          jax.random.fold_in(k_meas, i), num_steps=num_steps,
-                                          target_floor=target_floor)
+                try:
+                    measured[name] = _measure(name, spec, ctx, params, stacked, G, H,
+                                              jax.random.fold_in(k_meas, i),
+                                              num_steps=num_steps, target_floor=target_floor)
+                except (ValueError, SolverError) as e:  # e.g. an indefinite M (CG on H)
+                    skipped[name] = f"measurement failed: {e}"
             bar.advance(f"advise: {name}")
     if not measured:
         raise ValueError(f"no candidate could be measured: {skipped}")

@@ -85,8 +85,11 @@ CANDIDATES: dict[str, CandidateSpec] = {
         "adam", lambda c: pc.adam(b2=0.999, eps=1e-8),
         note="M = Adam's bias-corrected diagonal after the B measurement gradients; its "
              "momentum's effective step is α_lr"),
-    "rmsprop": CandidateSpec("rmsprop", lambda c: pc.rmsprop(decay=0.9, eps=1e-8),
-                             note="M = RMSProp's diagonal after the B measurement gradients"),
+    "rmsprop": CandidateSpec(
+        "rmsprop", lambda c: pc.adam(b2=0.9, eps=1e-8),
+        note="M = RMSProp's diagonal at its steady state here: the bias-corrected EMA of the "
+             "B measurement gradients' squares (what RMSProp's EMA reaches after ~1/(1 − β) "
+             "steps)"),
     "adagrad": CandidateSpec(
         "adagrad", lambda c: pc.adagrad(eps=1e-7, initial_accumulator=0.1),
         note="M = AdaGrad's diagonal after the B measurement gradients (it keeps growing, so "

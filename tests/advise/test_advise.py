@@ -60,10 +60,11 @@ def _lyapunov_expected_loss(H, P, Sigma, alpha, d0, T):
 
 
 def _rmsprop_Minv(G, decay=0.9, eps=1e-8):
+    """RMSProp's M at its steady state: the bias-corrected EMA of g²."""
     v = np.zeros(G.shape[1])
     for g in G:
         v = decay * v + (1 - decay) * g**2
-    return np.diag(1.0 / (np.sqrt(v) + eps))
+    return np.diag(1.0 / (np.sqrt(v / (1 - decay ** len(G))) + eps))
 
 
 def test_closed_forms_and_lyapunov_prediction_on_a_quadratic():
@@ -147,6 +148,10 @@ def test_ill_conditioned_least_squares_ranks_curvature_first(ill):
     cg, sgd = a.measurement("cg-hessian"), a.measurement("sgd")
     assert sgd.kappa > 100 * cg.kappa
     assert set(a.learning_rate) == set(a.predicted) == {"sgd", "cg-hessian"}
+    target = 1e-8 * a.initial_loss
+    t = a.seconds_to("cg-hessian", target)
+    assert 0 < t < a.seconds_to("sgd", target)
+    assert a.predict("cg-hessian", seconds=t) <= target
     text = a.table()
     assert "cg-hessian" in text and "predicted_loss" in text
     d = json.loads(a.to_json())
