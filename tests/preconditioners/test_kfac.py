@@ -90,20 +90,15 @@ def _models():
             "equinox": (params, lambda p, x: jax.vmap(eqx.combine(p, static))(x))}
 
 
-def _jit_loop(opt, params, loss_fn, batch, steps=4):
-    traces = []
+def _scanned(opt, params, loss_fn, batch, steps=4):
+    """A user's loop: ``steps`` optimizer steps in one jitted ``lax.scan``."""
 
-    @jax.jit
-    def step(p, s):
-        traces.append(1)
+    def body(carry, _):
+        p, s = carry
         u, s = opt.update(jax.grad(loss_fn)(p, batch), s, p, batch=batch)
-        return optax.apply_updates(p, u), s
+        return (optax.apply_updates(p, u), s), None
 
-    state = opt.init(params)
-    for _ in range(steps):
-        params, state = step(params, state)
-    assert len(traces) == 1  # no recompile after the first step
-    return params, state
+    return jax.jit(lambda p: jax.lax.scan(body, (p, opt.init(p)), None, steps)[0])(params)
 
 
 @pytest.mark.parametrize("model, mode, dtype", [("plain", "train", jnp.float64),
@@ -132,10 +127,10 @@ def test_kfac_trains_mlps(model, mode, dtype):
                           method="power", num_steps=4)
         assert np.isfinite(report.L_hat_after) and np.isfinite(report.K_after)
     elif mode == "jit":
-        params, state = _jit_loop(opt, params, loss_fn, batch)
+        params, state = _scanned(opt, params, loss_fn, batch)
     else:
-        params, state = _jit_loop(optax.chain(optax.clip_by_global_norm(1.0), opt), params,
-                                  loss_fn, batch)
+        params, state = _scanned(optax.chain(optax.clip_by_global_norm(1.0), opt), params,
+                                 loss_fn, batch)
     assert {a.dtype for a in jax.tree.leaves(params)} == {jnp.dtype(dtype)}
     assert float(loss_fn(params, batch)) < 0.9 * start, (model, mode)
 
