@@ -136,7 +136,11 @@ def advise_problem(problem: str, *, quick: bool = False, warmup: int | None = No
             "warmup_epochs": config.phase1_epochs, "warmup_lr": config.phase1_lr,
             "warmup_seconds": time.perf_counter() - t0, "warmup_status": start["status"],
             "output_loss": p.output_loss}
-    return _advise_and_check(problem, p.loss, start["params"], p.sample_batch,
+    # The sampler compiled once: the verification's train(budget_seconds=…) draws each epoch's
+    # batches inside its budget, so an op-by-op sampler would eat the cheap methods' time.
+    import jax
+
+    return _advise_and_check(problem, p.loss, start["params"], jax.jit(p.sample_batch),
                              model_fn=p.model_fn, output_loss=p.output_loss,
                              budget_seconds=budget_seconds, candidates=candidates,
                              verify=verify, seeds=seeds, num_batches=num_batches,
