@@ -117,7 +117,7 @@ def test_nysadmm(seed, lam, rho, rank, tol):
     rng = np.random.default_rng(seed)
     X, b = rng.standard_normal((M, D_)), rng.standard_normal(M)
     kind, res = outcome(lambda: C.nysadmm(C.lasso(X, b, lam), key=KEY, rho=rho, rank=rank,
-                                          tol=tol, max_iter=200),
+                                          tol=tol, max_iter=100),
                         "rho", "rank", "tol")
     if kind == "ok":
         s = assert_honest(res.status, res.x, res.z)
@@ -182,7 +182,7 @@ def test_get_optimizer(name, lr, option):
         assert kind == "error"
 
 
-@budget(6)
+@budget(4)
 @given(params=st.sampled_from(["ok", "ok", "nan"]), batches=st.sampled_from(["ok", "nan"]),
        scale=st.sampled_from([1.0, 1.0, 1e3]), epochs=st.sampled_from([2, 2, 0]))
 def test_train(params, batches, scale, epochs):

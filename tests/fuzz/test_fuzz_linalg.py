@@ -136,7 +136,7 @@ def test_nystrom_approximation(Ak, rank):
 
 
 @budget(20)
-@given(Ak=matrices(dtypes=("int", "bool", "float16", "float64")),
+@given(Ak=matrices(dtypes=("int", "bool", "float64")),
        m=st.sampled_from([6, 6, 6, 1, 2.0]), which=st.sampled_from(["hutchinson", "hutchpp"]))
 def test_traces(Ak, m, which):
     """A success status comes with a finite estimate; NaN/inf A is an error."""
