@@ -234,3 +234,35 @@ def test_normalize(Xy, max_rows):
         assert np.all(np.abs(Xs) <= 1 + 1e-12)
         if max_rows is None:
             assert Xs.shape[1] == int(np.sum(np.ptp(Xk, axis=0) > 0)) if Xk.size else True
+
+
+@budget(15)
+@given(case=st.sampled_from(["one-batch", "no-batch", "empty-list", "mu", "alpha", "floor",
+                             "both", "neither", "no-key", "no-params"]),
+       bad=st.sampled_from(POISONS + (-1.0, 0.0)))
+def test_diagnose_rejects_bad_arguments_before_any_work(case, bad):
+    """diagnose's argument errors name the argument and come before any compilation."""
+    batches = np.random.default_rng(0).standard_normal((3, 5, D_ + 1))
+    kw = dict(M_inv=np.eye(D_), key=KEY)
+    args = [_loss, jnp.zeros(D_), batches]
+    if case == "one-batch":
+        args[2] = batches[:1]
+    elif case == "no-batch":
+        args[2] = batches[:0]
+    elif case == "empty-list":
+        args[2] = []
+    elif case in ("mu", "alpha", "target_floor"):
+        kw[case] = bad
+    elif case == "floor":
+        kw["target_floor"] = bad
+    elif case == "both":
+        args.append(np.eye(D_))
+    elif case == "neither":
+        del kw["M_inv"]
+    elif case == "no-key":
+        del kw["key"]
+    elif case == "no-params":
+        args[1] = {}
+    kind, _ = outcome(lambda: D.diagnose(*args, **kw), "batches", "mu", "alpha", "target_floor",
+                      "preconditioner", "M_inv", "key", "params")
+    assert kind == "error"
