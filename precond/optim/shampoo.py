@@ -2,7 +2,7 @@
 
     P_b = s_b · L_b^{-1/4} G_b R_b^{-1/4}  per block b of each leaf,   w ← w − α P
 
-(with heavy ball v ← βv + P, w ← w − αv when ``momentum`` is given).  See
+(with heavy ball v ← βv + P, w ← w − αv, β = ``momentum``, 0.9 by default).  See
 :mod:`precond.preconditioners.shampoo` for the factors, the blocking and the grafting scale s_b.
 """
 
@@ -21,7 +21,7 @@ __all__ = ["shampoo"]
 def shampoo(learning_rate: optax.ScalarOrSchedule, *, update_every: int | None = None,
             epsilon: float = 1e-6, block_size: int | None = None,
             grafting: str | None = "adam", beta2: float | None = None,
-            graft_b2: float = 0.999, graft_eps: float = 1e-8, momentum: float | None = None,
+            graft_b2: float = 0.999, graft_eps: float = 1e-8, momentum: float | None = 0.9,
             ) -> optax.GradientTransformationExtraArgs:
     """Shampoo with learning-rate grafting: w ← w − α M⁻¹g, M⁻¹ the blocked Kronecker inverse
     roots (``precond.preconditioners.shampoo``).
@@ -40,7 +40,9 @@ def shampoo(learning_rate: optax.ScalarOrSchedule, *, update_every: int | None =
       grafting: "adam" (default), "sgd" or None: whose per-block step length is used.
       beta2: None sums the factors (Shampoo); β₂ ∈ [0, 1) averages them exponentially.
       graft_b2, graft_eps: Adam's β₂ and ε for ``grafting="adam"``.
-      momentum: heavy-ball β on the directions (None: none).
+      momentum: heavy-ball β on the directions (default 0.9: Shampoo is run with momentum,
+        as Adam is with its β₁ — without it, a grafted step is Adam's without momentum;
+        None: none).
 
     Example:
       >>> import jax, jax.numpy as jnp, optax
@@ -48,7 +50,7 @@ def shampoo(learning_rate: optax.ScalarOrSchedule, *, update_every: int | None =
       >>> X = jax.random.normal(jax.random.key(0), (16, 3))
       >>> loss = lambda p: 0.5 * jnp.mean((X @ p["w"] - X) ** 2)  # minimum at w = I
       >>> params = {"w": jnp.zeros((3, 3))}
-      >>> opt = shampoo(0.5, grafting="sgd")
+      >>> opt = shampoo(0.2, grafting="sgd")
       >>> state = opt.init(params)
       >>> for _ in range(30):
       ...     u, state = opt.update(jax.grad(loss)(params), state, params)
