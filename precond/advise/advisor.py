@@ -14,7 +14,8 @@ build it), then one definition of each criterion for all —
   floor;
 - K = tr(M⁻¹Σ) with its standard error (``noise_level``);
 - α: the largest step the theory admits, 1/L̂ in M's geometry (``recommended_step``), or the one
-  meeting ``target_floor``; its learning rate is α (preconditioned SGD, Adam, RMSProp, AdaGrad,
+  meeting ``target_floor`` — halved (at most :data:`MAX_HALVINGS` times) while the timing run
+  at it diverges; its learning rate is α (preconditioned SGD, Adam, RMSProp, AdaGrad,
   CG-Newton, Nyström), (1 − β)α for heavy-ball momentum, 1 for L-BFGS (its line search);
 - seconds per step of the jitted update (``precond.optim.train``: compiled ahead, the second
   epoch of B steps timed);
@@ -50,8 +51,8 @@ from precond.validation import check_int, check_key, check_positive
 from .model import NOISE_MODELS, SpectralModel, predicted_loss, theorem_loss
 from .registry import CandidateSpec, default_candidates, resolve
 
-__all__ = ["C_HAT_RTOL", "DEFAULT_STEPS", "TIE_RTOL", "Advice", "Measurement", "advise",
-           "c_hat_threshold"]
+__all__ = ["C_HAT_RTOL", "DEFAULT_STEPS", "MAX_HALVINGS", "TIE_RTOL", "Advice", "Measurement",
+           "advise", "c_hat_threshold"]
 
 # ĉ = the smallest Ritz value of M⁻¹H above τ·L̂ (module docstring), for every M, with
 # τ = max(C_HAT_RTOL, 10·ε) for the working precision ε (Ritz values below that are rounding).
@@ -63,6 +64,8 @@ def c_hat_threshold(dtype) -> float:
     return max(C_HAT_RTOL, 10 * float(jnp.finfo(dtype).eps))
 # Without budget_seconds, the budget is the time the slowest candidate needs for this many steps.
 DEFAULT_STEPS = 100
+# A timing run that diverges halves α, at most this many times (then the candidate is unstable).
+MAX_HALVINGS = 3
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,9 @@ class Measurement:
     ``alpha`` is α in M's geometry (the model's step); ``learning_rate`` the optimizer's (see
     ``step_rule``); ``steps`` T = budget/seconds_per_step; ``predicted_loss`` E[F_T];
     ``predicted_floor`` the model's stationary excess loss at α; ``c_hat_rule`` says which
-    branch of the ĉ rule applied ("" = λ_min > threshold, H positive definite in M's geometry).
+    branch of the ĉ rule applied ("" = λ_min > threshold, H positive definite in M's geometry);
+    ``diverged``: the timing run diverged even at α/2^MAX_HALVINGS (then the prediction is
+    ``inf``).
     """
 
     name: str
@@ -92,6 +97,7 @@ class Measurement:
     predicted_floor: float
     c_hat_rule: str = ""
     note: str = ""
+    diverged: bool = False
 
     def row(self) -> dict:
         return dataclasses.asdict(self)
@@ -295,6 +301,7 @@ def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_f
     B, n = G.shape
     k_state, k_cond = jax.random.split(key)
     notes = [spec.note] if spec.note else []
+    diverged = False
     P = None  # M = I
     if spec.preconditioner is not None:
         prec = spec.preconditioner(ctx)
@@ -314,17 +321,28 @@ def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_f
     model, gnorm2 = _spectral_model(H, P, gbar, G - gbar, noise.K, cond.L_hat, k)
     if model.theta.size == 0:
         notes.append("no positive curvature seen from ḡ: Theorem 3.2's rate and floor used")
-    opt = _build_optimizer(spec, lr, ctx)
-    run = train(ctx["loss_fn"], params, opt, stacked, num_epochs=2)
+    # The timing run: 2 epochs of B steps from params at the recommended step.  When it
+    # diverges, the step the theory admits is not usable here (the measured M and noise are
+    # local): halve α, up to MAX_HALVINGS times, and say so.
+    for halvings in range(MAX_HALVINGS + 1):
+        opt = _build_optimizer(spec, lr, ctx)
+        run = train(ctx["loss_fn"], params, opt, stacked, num_epochs=2)
+        if not run.diverged:
+            break
+        if halvings == MAX_HALVINGS or spec.step == "line-search":
+            notes.append(f"the timing run diverged at every step tried: {run.message}")
+            diverged = True
+            break
+        alpha, lr = alpha / 2, lr / 2
+    if halvings and not run.diverged:
+        notes.append(f"α halved {halvings}× from 1/L̂: the timing run diverged at larger steps")
     per_step = float(run.times[-1] - run.times[B - 1]) / B if run.times.size >= 2 * B else \
         float(run.times[-1]) / max(run.times.size, 1)
-    if run.diverged:
-        notes.append(f"the timing run at this step {run.message}")
     fields = dict(name=name, optimizer=spec.optimizer, L_hat=cond.L_hat, c_hat=cond.c_hat,
                   kappa=cond.kappa, K=noise.K, K_stderr=noise.stderr, alpha=float(alpha),
                   learning_rate=float(lr), step_rule=spec.step,
                   seconds_per_step=max(per_step, 1e-9), compile_seconds=run.compile_time,
-                  c_hat_rule=cond.proxy)
+                  c_hat_rule=cond.proxy, diverged=diverged)
     gap = 0.5 * gnorm2 / cond.c_hat  # PL: F₀ − F* ≤ ‖ḡ‖²_{M⁻¹}/(2ĉ)
     return fields, model, gap, "; ".join(notes)
 
@@ -470,6 +488,8 @@ def advise(loss_fn: Callable, params, data, *, key: jax.Array,
         T = int(budget_seconds / fields["seconds_per_step"])
         models[fields["name"]] = _Model(model, gap)
         loss, floor = _predict(models[fields["name"]], fields, T, F0, ctx)
+        if fields["diverged"]:
+            loss = floor = math.inf
         rows.append(Measurement(**fields, steps=T, predicted_loss=float(loss),
                                 predicted_floor=float(floor), note=note))
     rows = _rank(rows)

@@ -71,7 +71,9 @@ def predicted_loss(F0: float, model: SpectralModel, alpha: float, T: int, *,
       alpha: α, the step in the M-geometry.
       T: the number of steps (≥ 0).
       lower_bound: F_low, the loss never goes below it (e.g. 0 for a sum of squares); None: no
-        bound (then the relative model is not available).
+        bound (then the relative model is not available).  When the model's minimum F* falls
+        below F_low, the excess ½w_j/θ_j of every direction is scaled by one factor so that
+        F* = F_low.
       noise: "constant" or "relative" (above).
 
     An unstable recursion predicts ``inf``.
@@ -84,6 +86,13 @@ def predicted_loss(F0: float, model: SpectralModel, alpha: float, T: int, *,
     signal = np.asarray(model.signal, float)
     sigma2 = np.asarray(model.noise, float)
     F_star = F0 - 0.5 * float(np.sum(signal / theta)) if theta.size else F0
+    if lower_bound is not None and F_star < lower_bound:
+        # The quadratic model's minimum lies below what the loss can reach (small curvatures
+        # extrapolated far, as on a network): scale the excess along every direction by one
+        # factor so the model's minimum is the bound — the rates are kept, the ranking is not
+        # lost in ties at the bound.
+        signal = signal * (F0 - lower_bound) / (F0 - F_star)
+        F_star = lower_bound
     if model.rest_noise > 0 and model.rest_theta > 0:
         theta = np.append(theta, model.rest_theta)
         signal = np.append(signal, 0.0)

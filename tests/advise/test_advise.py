@@ -181,6 +181,20 @@ def test_verify_gives_a_rank_correlation(ill):
     assert json.loads(v.to_json())["realized_ranking"] == list(v.realized_ranking)
 
 
+def test_a_step_whose_timing_run_diverges_is_halved_then_ranked_last(monkeypatch):
+    """w⁴ − bw near w = 0.1: the local curvature 12w² is far below the curvature the steps
+    meet, so 1/L̂ diverges; α is halved, and past MAX_HALVINGS the prediction is inf."""
+    from precond.advise import advisor
+
+    monkeypatch.setattr(advisor, "MAX_HALVINGS", 1)
+    loss = lambda w, b: jnp.sum(w**4) - b @ w  # noqa: E731
+    a = advise(loss, jnp.full(2, 0.1), jnp.ones((2, 2)) * jnp.array([[1.0], [1.2]]), key=KEY,
+               candidates=["sgd"], budget_seconds=0.1, lower_bound=None, noise="constant")
+    m = a.measurement("sgd")
+    assert m.diverged and a.predicted["sgd"] == np.inf and "diverged" in m.note
+    assert m.alpha == pytest.approx(1 / m.L_hat / 2)
+
+
 # ---- registry and bad input ----
 
 def test_registry_takes_optimizers_registered_later(monkeypatch):
