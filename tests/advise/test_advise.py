@@ -159,9 +159,15 @@ def test_ill_conditioned_least_squares_ranks_curvature_first(ill):
 
 
 def test_well_conditioned_with_costly_curvature_ranks_first_order_first():
-    loss, w0, data = _least_squares([1.0, 1.2, 0.9, 1.1], 0.5)
-    a = advise(loss, w0, data, key=KEY, candidates=["cg-hessian", "sgd"])
+    loss, w0, (X, y) = _least_squares([1.0, 1.2, 0.9, 1.1], 0.5, B=16)
+
+    def sample_batch(key):  # data as a function key → batch: advise draws num_batches of them
+        i = jax.random.randint(key, (), 0, X.shape[0])
+        return X[i], y[i]
+
+    a = advise(loss, w0, sample_batch, key=KEY, candidates=["cg-hessian", "sgd"], num_batches=4)
     assert a.recommended == "sgd", a.table()
+    assert a.num_batches == 4 and a.budget_seconds > 0  # default budget: 100 slowest steps
 
 
 def test_advice_optimizer_trains(ill):
