@@ -163,6 +163,18 @@ def test_fallback_nonfinite_and_errors():
     for a, b in zip(jax.tree.leaves(bad.inverses), jax.tree.leaves(state.inverses), strict=True):
         np.testing.assert_array_equal(a, b)
     assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(M.apply(bad, g)))
+    # norm_constraint c: d ↦ min(1, √(c / gᵀd))·d, so the same step as without it, scaled
+    @jax.jit
+    def step(c):  # one compile for both constraints (c = 1e30: inactive)
+        opt = optim.kfac(1.0, model, "mse", key=KEY, fisher="ggn", damping=0.1,
+                         norm_constraint=c)
+        return opt.update(g, opt.init(params), params, batch=(X, Y))[0]
+
+    free, clipped = step(1e30), step(1e-4)
+    q = -sum(float(jnp.vdot(free[k], g[k])) for k in g)
+    for k in g:
+        np.testing.assert_allclose(clipped[k], min(1, np.sqrt(1e-4 / q)) * free[k], rtol=1e-10)
+    assert q > 1e-4  # so the constraint was active
     for v in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="damping"):
             pc.kfac(model, "mse", damping=v)
