@@ -180,14 +180,18 @@ def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> P
               "", "M built at the snapshot from B fresh mini-batches — the CG methods' from the "
               "first, the gradient-statistics methods' (Shampoo's factors, K-FAC's averages) from "
               "all B, the first last; H = Hessian on the first batch; L̂ = λ_max(M⁻¹H) by power "
-              "iteration; K = tr(M⁻¹Σ) from the B mini-batch gradients.",
+              "iteration; K = tr(M⁻¹Σ) from the B mini-batch gradients.  L̂ and K scale with M "
+              "(its learning rate absorbs the scale): between methods whose M has another scale "
+              "(grafted Shampoo: Adam's; CG and K-FAC: Newton's) compare the last column, "
+              "K reduction / L̂ reduction = the factor by which K/L̂ (the noise term αK at the "
+              "largest stable rate α ∝ 1/L̂) shrinks, which does not depend on it (> 1 favours M).",
               "", "| method | B | λ_max(H) | L̂ = λ_max(M⁻¹H) | L̂ reduction | tr Σ | K = tr(M⁻¹Σ) "
-              "| K reduction |", "|---|---|---|---|---|---|---|---|"]
+              "| K reduction | K red. / L̂ red. |", "|---|---|---|---|---|---|---|---|---|"]
         for m, d in data["diagnostics"].items():
             L.append(f"| {m} | {d['noise_batches']} | {_fmt(d['L_hat_identity'])} | "
                      f"{_fmt(d['L_hat_preconditioned'])} | {_fmt(d['L_reduction'])}× | "
                      f"{_fmt(d['K_identity'])} | {_fmt(d['K_preconditioned'])} | "
-                     f"{_fmt(d['K_reduction'])}× |")
+                     f"{_fmt(d['K_reduction'])}× | {_fmt(d['K_reduction'] / d['L_reduction'])} |")
         L.append("")
     L += ["## Learning rates (final loss on seed 0 for each grid value; — = diverged)", "",
           "| method | chosen | grid: final loss |", "|---|---|---|"]
