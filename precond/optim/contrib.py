@@ -5,7 +5,9 @@
   ``obj_fn`` = params ↦ loss_fn(params, batch) it needs.  Its preconditioner is diagonal,
   M = max(γ·ĥ, ε) with ĥ the EMA of the Hessian-diagonal estimates, applied to the momentum and
   then clipped elementwise to ±``clip_threshold``; :func:`sophia_inverse_operator` reads M⁻¹
-  (before the clipping, which is not linear) from a Sophia state.
+  (before the clipping, which is not linear) from a Sophia state, and
+  ``precond.preconditioners.sophia`` builds the same M at any point (for ``diagnose`` and the
+  advisor).
 - :func:`muon` is ``optax.contrib.muon``: momentum, then for each 2-D leaf the Newton–Schulz
   approximation of the polar factor UVᵀ of the momentum matrix M = UΣVᵀ (other leaves: Adam).
   This has **no fixed linear M⁻¹**: UVᵀ = (MMᵀ)^{-1/2}M depends on M itself.  What the

@@ -31,6 +31,7 @@ from .nystrom import nystrom as nystrom
 from .shampoo import ShampooBlocks as ShampooBlocks
 from .shampoo import ShampooState as ShampooState
 from .shampoo import shampoo as shampoo
+from .sophia import sophia as sophia
 from .spectral import SpectralState as SpectralState
 from .spectral import spectral as spectral
 from .spectral import spectral_factors as spectral_factors

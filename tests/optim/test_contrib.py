@@ -8,6 +8,7 @@ import pytest
 from jax.flatten_util import ravel_pytree
 
 from precond import optim
+from precond import preconditioners as pc
 
 KEY = jax.random.key(0)
 
@@ -50,3 +51,17 @@ def test_sophia_needs_the_objective_and_a_key():
         opt.update(params, opt.init(params), params, batch=batch)
     with pytest.raises(ValueError, match="one Sophia state"):
         optim.sophia_inverse_operator(optax.adam(0.1).init(params))
+
+
+def test_sophia_preconditioner_is_the_optimizers_diagonal():
+    """pc.sophia's ĥ is optax's nu: z ⊙ Hz is exact for a diagonal Hessian, so after one refresh
+    M = max(γ(1 − β₂)·diag H, ε), and the next update (inside the interval) keeps it."""
+    d = jnp.array([1.0, 4.0, 100.0])
+    loss_fn = lambda w: 0.5 * jnp.sum(d * w**2)  # noqa: E731  (batch=None: loss_fn(params))
+    M = pc.sophia(loss_fn, gamma=1.0, update_interval=2)
+    w = jnp.ones(3)
+    state = M.update(M.init(w), w, key=KEY)
+    state = M.update(state, w, key=jax.random.key(5))
+    np.testing.assert_allclose(M.apply(state, jnp.ones(3)), 1 / np.maximum(0.01 * d, 1e-8))
+    with pytest.raises(TypeError, match="key"):
+        M.update(state, w)
