@@ -360,6 +360,9 @@ def _plot_scatter(run: AdviseRun, ax) -> None:
         ax.legend(fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    from matplotlib.ticker import NullFormatter
+
+    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled decades only: no overlapping text
     ax.set_xlabel("predicted loss after the budget")
     ax.set_ylabel(f"realized loss (mean of {v.seeds} seeds)")
     left = [n for n, k in zip(names, ok, strict=True) if not k]
