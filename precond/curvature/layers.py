@@ -40,7 +40,7 @@ __all__ = ["DenseLayer", "LayerCapture", "find_dense_layers", "capture_dense_lay
 _SAME = ("convert_element_type", "copy", "copy_p")
 # Primitives whose one sub-jaxpr takes the eqn's operands one for one (inlined when a layer is in).
 _CALLS = ("pjit", "jit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call",
-          "custom_vjp_call_jaxpr", "checkpoint", "remat")
+          "custom_vjp_call_jaxpr", "checkpoint", "remat", "remat2")
 
 
 class DenseLayer(NamedTuple):

@@ -39,6 +39,24 @@ def _equinox():
     return params, lambda p, x: jax.vmap(eqx.combine(p, static))(x)
 
 
+@jax.jit
+def _inner_dense(W, b, x):
+    return x @ W + b
+
+
+def _nested():
+    """Layers inside a jax.jit call and a jax.checkpoint, a custom_jvp activation between."""
+    k = jax.random.split(jax.random.key(6), 2)
+    params = {"W1": jax.random.normal(k[0], (3, 4)), "b1": jnp.ones(4),
+              "W2": jax.random.normal(k[1], (4, 2)), "b2": jnp.ones(2)}
+
+    def model(p, x):
+        h = jax.nn.relu(_inner_dense(p["W1"], p["b1"], x))
+        return jax.checkpoint(lambda h: jnp.tanh(h @ p["W2"] + p["b2"]))(h)
+
+    return params, model
+
+
 def _summary(params, layers):
     paths = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     return [(paths[L.kernel], None if L.bias is None else paths[L.bias], L.in_axis)
@@ -51,6 +69,7 @@ def test_finds_the_layers_of_plain_flax_and_equinox_mlps():
         _flax: [("['hidden']['kernel']", "['hidden']['bias']", 0), ("['out']['kernel']", None, 0)],
         _equinox: [(".layers[0].weight", ".layers[0].bias", 1),
                    (".layers[1].weight", ".layers[1].bias", 1)],
+        _nested: [("['W1']", "['b1']", 0), ("['W2']", "['b2']", 0)],
     }
     for make, want in expected.items():
         params, model = make()
@@ -64,7 +83,7 @@ def test_finds_the_layers_of_plain_flax_and_equinox_mlps():
 
 def test_activations_and_output_gradients_give_the_parameter_gradients():
     """gᵀã = ∇[W, b] for every layer, and vjp's parameter gradients are jax.grad's."""
-    for make in (_plain, _flax, _equinox):
+    for make in (_plain, _flax, _equinox, _nested):
         params, model = make()
         cap = capture_dense_layers(model, params, X)
         np.testing.assert_allclose(cap.outputs, model(params, X), rtol=1e-12)
