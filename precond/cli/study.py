@@ -1,8 +1,9 @@
 """``precond study``: seed 002's three mechanisms measured on small MLPs and real data.
 
 NAME is diagonal (adaptive second moments as diagonal preconditioners), regularization (Adam +
-L2 vs AdamW in z-space, and the L1 variant), normalization (none / BatchNorm / LayerNorm), or
-all.  Each writes report.md, a JSON file and PNGs to --out (``all``: one subfolder per study).
+L2 vs AdamW in z-space, and the L1 variant), normalization (none / BatchNorm / LayerNorm),
+kronecker (Shampoo, K-FAC and MUON against Adam's diagonal: κ of the preconditioned GGN and K),
+or all.  Each writes report.md, a JSON file and PNGs to --out (``all``: one subfolder per study).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from rich.console import Console
 from rich.progress import Progress
 
-STUDIES = ("diagonal", "regularization", "normalization")
+STUDIES = ("diagonal", "regularization", "normalization", "kronecker")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -24,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
       sub: the ``argparse`` subparsers of the ``precond`` parser.
     """
     p = sub.add_parser("study", help="seed 002's mechanisms: diagonal / regularization / "
-                       "normalization studies", description=__doc__)
+                       "normalization / kronecker studies", description=__doc__)
     p.add_argument("name", choices=(*STUDIES, "all"), help="which study")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--quick", action="store_true",
@@ -49,10 +50,10 @@ def run(args: argparse.Namespace) -> int:
     from ._args import check_out_dir
 
     check_out_dir(args.out)
-    from precond.experiments.study import diagonal, normalization, regularization
+    from precond.experiments.study import diagonal, kronecker, normalization, regularization
 
     modules = {"diagonal": diagonal, "regularization": regularization,
-               "normalization": normalization}
+               "normalization": normalization, "kronecker": kronecker}
     names = STUDIES if args.name == "all" else (args.name,)
     out = pathlib.Path(args.out)
     console = Console()
