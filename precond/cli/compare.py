@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from precond.experiments.protocol import ProtocolConfig
 
 
+CG_METHODS = ("cg-hessian", "cg-ggn")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the ``compare`` subcommand to the ``precond`` parser.
 
@@ -74,7 +77,7 @@ def config_from_args(args: argparse.Namespace) -> ProtocolConfig:
     Args:
       args: the parsed ``precond compare`` command line.
     """
-    from precond.experiments.protocol import CURVATURE_METHODS, ProtocolConfig
+    from precond.experiments.protocol import ProtocolConfig
 
     kw = {"methods": tuple(args.methods), "diagnostics_epoch": args.diagnostics_epoch}
     if args.seeds is not None:
@@ -92,7 +95,9 @@ def config_from_args(args: argparse.Namespace) -> ProtocolConfig:
     if args.damping is not None:
         opts["damping"] = args.damping
     if opts:
-        kw["method_options"] = {m: dict(opts) for m in CURVATURE_METHODS}
+        # --damping and --cg-iters are the CG methods' options (kfac and shampoo, also
+        # curvature methods for the diagnostics, keep their own defaults).
+        kw["method_options"] = {m: dict(opts) for m in CG_METHODS}
     if args.quick:
         return ProtocolConfig.quick_config(args.problem, **kw)
     return ProtocolConfig(problem=args.problem, **kw)
