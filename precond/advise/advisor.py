@@ -202,6 +202,9 @@ class Advice:
         name = self.recommended if name is None else name
         if name not in self.learning_rate:
             raise ValueError(f"no advice for {name!r}; measured: {', '.join(self.ranking)}")
+        built = self.context.get("optimizers", {})
+        if name in built:  # the one timed: precond.optim.train reuses its compiled program
+            return built[name]
         return _build_optimizer(resolve(name), self.learning_rate[name], self.context)
 
     def to_dict(self) -> dict:
@@ -334,6 +337,7 @@ def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_f
             diverged = True
             break
         alpha, lr = alpha / 2, lr / 2
+    ctx.setdefault("optimizers", {})[name] = opt  # Advice.optimizer/verify reuse its program
     if halvings and not run.diverged:
         notes.append(f"α halved {halvings}× from 1/L̂: the timing run diverged at larger steps")
     per_step = float(run.times[-1] - run.times[B - 1]) / B if run.times.size >= 2 * B else \

@@ -77,14 +77,17 @@ def verify(advice: Advice, loss_fn: Callable, params, data, *, key: jax.Array, s
     realized ranking with the predicted one.
 
     Every run is ``precond.optim.train(..., num_epochs=None, budget_seconds=…)``: epochs of B
-    steps until the budget (compilation apart), at the advised learning rate.  The realized loss
+    steps until the budget (compilation apart), at the advised learning rate, with the
+    advice's optimizer (one per candidate, so its compiled program is shared by the seeds; the
+    seeds differ in the order of the mini-batches, or in the draws when ``data`` is a
+    function).  The realized loss
     is the mean loss over B evaluation mini-batches (``data`` itself when it is a stack, else B
     draws) at the final parameters.
 
     Args:
       advice: what :func:`precond.advise.advise` returned.
       loss_fn, params, data: as given to ``advise``.
-      key: jax.random key (required): batch orders / draws and the optimizers' keys per seed.
+      key: jax.random key (required): the batch orders / draws of each seed.
       seeds: runs per candidate (≥ 1).
       top_k: train only the k best predicted (default: all measured).
       budget_seconds: the wall time per run (default: the advice's budget).
@@ -104,10 +107,13 @@ def verify(advice: Advice, loss_fn: Callable, params, data, *, key: jax.Array, s
     with progress_bar(progress, "verify", len(names) * seeds) as bar:
         for i, name in enumerate(names):
             realized[name], statuses[name], steps[name] = [], [], []
+            if loss_fn is advice.context.get("loss_fn"):
+                opt = advice.optimizer(name)
+            else:
+                ctx = {**advice.context, "loss_fn": loss_fn}
+                opt = _build_optimizer(resolve(name), advice.learning_rate[name], ctx)
             for s in range(seeds):
                 k = jax.random.fold_in(jax.random.fold_in(k_runs, s), i)
-                ctx = {**advice.context, "loss_fn": loss_fn, "key": jax.random.fold_in(k, 1)}
-                opt = _build_optimizer(resolve(name), advice.learning_rate[name], ctx)
                 run = train(loss_fn, params, opt, _epoch_data(data, stacked, k), num_epochs=None,
                             key=k, budget_seconds=budget)
                 final = float(mean_loss(run.params, stacked))

@@ -16,6 +16,7 @@ progress bar, stop) is ``precond.loop``'s.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -40,7 +41,9 @@ class TrainResult(NamedTuple):
     ``compile_time``); ``status`` ``Status.SUCCESS`` when all steps ran, ``Status.DIVERGED`` on
     a non-finite loss/gradient/update, or when an epoch's last loss grew past
     ``precond.loop.DIVERGENCE_FACTOR``·max(1, |ℓ_0|) (checked once per epoch; the run stops
-    after that epoch); ``message`` says which; ``steps`` the good steps taken.
+    after that epoch); ``message`` says which; ``steps`` the good steps taken.  A second run of
+    the same ``loss_fn`` and ``optimizer`` objects reuses the compiled program (its
+    ``compile_time`` is then ≈ 0).
     """
 
     params: Any
@@ -110,6 +113,23 @@ def _epoch_fn(step):
     return epoch
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_jit(loss_fn, optimizer, scan: bool):
+    step = make_step(loss_fn, optimizer)
+    return jax.jit(_epoch_fn(step) if scan else step)
+
+
+def _jitted(loss_fn, optimizer, scan: bool):
+    """The jitted epoch (or step) of ``optimizer`` on ``loss_fn``: one per (loss_fn, optimizer)
+    pair, so training the same pair again (seeds of an equal-time comparison) reuses its
+    compiled program; unhashable ones get a fresh one."""
+    try:
+        return _cached_jit(loss_fn, optimizer, scan)
+    except TypeError:
+        step = make_step(loss_fn, optimizer)
+        return jax.jit(_epoch_fn(step) if scan else step)
+
+
 def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, data, *,
           num_epochs: int | None = 1, key: jax.Array | None = None, scan: bool = True,
           progress: bool = False, opt_state=None, budget_seconds: float | None = None,
@@ -149,7 +169,6 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
     else:
         get = lambda e: data  # noqa: E731
     opt_state = optimizer.init(params) if opt_state is None else opt_state
-    step = make_step(loss_fn, optimizer)
     first_batches = get(0)
     S = int(jax.tree.leaves(first_batches)[0].shape[0])
     if S == 0:
@@ -157,11 +176,12 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
                          "has length 0")
     stopped = jnp.asarray(False)
     if scan:
-        run, compile_time = compile_ahead(jax.jit(_epoch_fn(step)), params, opt_state, stopped,
-                                          first_batches)
+        run, compile_time = compile_ahead(_jitted(loss_fn, optimizer, True), params, opt_state,
+                                          stopped, first_batches)
     else:
         first = jax.tree.map(lambda a: a[0], first_batches)
-        run, compile_time = compile_ahead(jax.jit(step), params, opt_state, first)
+        run, compile_time = compile_ahead(_jitted(loss_fn, optimizer, False), params,
+                                          opt_state, first)
 
     def epoch(e, state):
         """One epoch on the host: its batches (not timed), then the steps, each timed."""
