@@ -158,7 +158,7 @@ def test_train_resamples_and_records_times():
 def test_registry_and_bad_args():
     assert set(OPTIMIZERS) == {"sgd", "momentum", "adam", "adagrad", "rmsprop", "lbfgs",
                                "cg-hessian", "cg-ggn", "nystrom-sgd", "spectral-sgd", "nncg",
-                               "osgm"}
+                               "osgm", "kfac", "shampoo", "sophia", "muon"}
     with pytest.raises(ValueError, match="unknown optimizer"):
         get_optimizer("newton", 1.0)
     with pytest.raises(TypeError, match="loss_fn"):
