@@ -168,6 +168,9 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
         get = lambda e: data(jax.random.fold_in(key, e))  # noqa: E731
     else:
         get = lambda e: data  # noqa: E731
+    if not all(jnp.issubdtype(jnp.result_type(a), jnp.inexact) for a in jax.tree.leaves(params)):
+        raise TypeError("params must be floating-point arrays (gradients need real inputs); "
+                        "convert integer or boolean leaves, e.g. jnp.asarray(w, float)")
     opt_state = optimizer.init(params) if opt_state is None else opt_state
     first_batches = get(0)
     S = int(jax.tree.leaves(first_batches)[0].shape[0])

@@ -64,6 +64,12 @@ def test_train_on_zero_steps_is_a_value_error_naming_data():
         optim.train(loss, jnp.ones(2), optax.sgd(0.1), jnp.zeros((0, 1)))
 
 
+def test_train_on_integer_params_is_a_type_error_naming_params():
+    loss = lambda w, b: jnp.sum(w ** 2)  # noqa: E731
+    with pytest.raises(TypeError, match="params"):
+        optim.train(loss, jnp.ones(2, int), optax.sgd(0.1), jnp.zeros((2, 1)))
+
+
 def test_adam_nan_beta_is_a_value_error():
     with pytest.raises(ValueError, match="b1"):
         optim.get_optimizer("adam", 0.1, b1=math.nan)
