@@ -12,8 +12,9 @@ optimizer the mini-batch); at the checkpoints its preconditioner M⁻¹ is read 
   ``diagonal`` defines it (dense ``eigvalsh`` of M^{-1/2}GM^{-1/2}, the square root from the
   diagnostics' ``spd_sqrt``), so the two studies' numbers compare;
 * K = tr(M⁻¹Σ) by ``precond.diagnostics.noise_level`` from ``n_noise`` mini-batch gradients,
-  and the scale-free K/L̂ (K of M normalized so that λ_max(M⁻¹(G + δI)) = 1: M's overall scale
-  is the learning rate's business, so only K/L̂ compares methods).
+  and the scale-free K/L̂ with L̂ = λ_1(M⁻¹G) (K of M normalized so that λ_max(M⁻¹G) = 1: M's
+  overall scale is the learning rate's business, so only K/L̂ compares methods; λ_max of the
+  damped M⁻¹(G + δI) would not do: for Adam it is δ/ε on the dead coordinates).
 
 The methods and their M⁻¹:
 
@@ -266,6 +267,10 @@ def measure(G: np.ndarray, M_inv, grads: jax.Array, delta: float, rank_rtol: flo
       G: the dense GGN (n, n).
       M_inv: M⁻¹ as an operator or None (M = I).
       grads: B flat mini-batch gradients (B, n) at the same point.
+
+    Returns:
+      ``{kappa_damped, kappa_plus, L_hat (λ_max of M⁻¹(G + δI)), lambda_1 (λ_max of M⁻¹G),
+      K, K_over_L (K/λ_1)}``.
       delta: the damping δ of κ_δ.
       rank_rtol: the relative threshold of G's numerical rank r (κ_+).
       key: a ``jax.random`` key for the Lanczos starts.
@@ -287,7 +292,7 @@ def measure(G: np.ndarray, M_inv, grads: jax.Array, delta: float, rank_rtol: flo
     top = np.linalg.eigvalsh(0.5 * (SGS + SGS.T))[::-1][:r]
     K = noise_level(grads, M_inv).K
     return dict(kappa_damped=damped.kappa, kappa_plus=float(top[0] / top[-1]),
-                L_hat=damped.L_hat, K=K, K_over_L=K / damped.L_hat)
+                L_hat=damped.L_hat, lambda_1=float(top[0]), K=K, K_over_L=K / float(top[0]))
 
 
 def run(out: str | pathlib.Path, cfg: dict,
@@ -404,7 +409,7 @@ def _plot(out: pathlib.Path, payload: dict) -> None:
             ax.plot(ep, [c["plain"][kind] for c in rows], styles[name][0] + ":", lw=0.8)
     titles = {"kappa_plus": "κ_+ (positive-curvature subspace)",
               "kappa_damped": f"κ_δ (G + δI, δ = {payload['config']['delta']:g})",
-              "K_over_L": "K / L̂ (scale-free noise level)"}
+              "K_over_L": "K / λ_max(M⁻¹G) (scale-free noise level)"}
     for ax, kind in zip(axes, titles, strict=True):
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
@@ -435,7 +440,7 @@ def _report(p: dict) -> str:
              f"training rows, δ = {c['delta']:g}; K from {c['n_noise']} mini-batch gradients "
              f"of {c['batch_size']} rows.  κ by Lanczos in the M-geometry "
              "(`precond.diagnostics.local_conditioning`, n steps); 'before' = M = I at the "
-             "same point.  K/L̂ is scale-free (M normalized to λ_max(M⁻¹(G+δI)) = 1).",
+             "same point.  K/L̂ is scale-free (M normalized to L̂ = λ_max(M⁻¹G) = 1).",
              ""]
     for name, why in p["skipped"].items():
         lines.append(f"- `{name}` skipped: {why}.")
