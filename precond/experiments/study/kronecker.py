@@ -297,19 +297,19 @@ def measure(G: np.ndarray, M_inv, grads: jax.Array, delta: float, rank_rtol: flo
 
 def run(out: str | pathlib.Path, cfg: dict,
         progress: Callable[[int], object] | None = None) -> dict:
-    """Run the study with ``cfg`` (see :func:`config`); write report.md, kronecker.json and PNGs
-    to ``out``; return the JSON payload.
+    """Train every method of ``cfg["methods"]`` and measure its M⁻¹ at the checkpoints; the
+    payload (also in kronecker.json) and report.md / kronecker_kappa.png land in ``out``.
 
     Args:
-      out: the output folder.
-      cfg: the configuration (:func:`config`).
-      progress: called with a count of finished epochs (0 after each checkpoint's analysis).
+      out: where the files go (created if missing).
+      cfg: as :func:`config` builds it.
+      progress: gets the number of epochs just trained, and 0 after each measurement.
     """
-    data = common.load_data(cfg["dataset"], n_train=cfg["n_train"], n_test=cfg["n_test"],
-                            pool=cfg["pool"], seed=cfg["seed"])
-    sizes = (data.X_train.shape[1], *cfg["hidden"], 10)
     key = jax.random.key(cfg["seed"])
     k_init, k_train, k_opt, k_lanczos = jax.random.split(key, 4)
+    data = common.load_data(cfg["dataset"], seed=cfg["seed"], pool=cfg["pool"],
+                            n_train=cfg["n_train"], n_test=cfg["n_test"])
+    sizes = (data.X_train.shape[1], *cfg["hidden"], 10)
     params0 = common.init_mlp(k_init, sizes)
     n = common.n_params(params0)
     Xc, yc = data.X_train[: cfg["n_curv"]], data.y_train[: cfg["n_curv"]]
@@ -396,45 +396,40 @@ def _plot(out: pathlib.Path, payload: dict) -> None:
     import matplotlib.pyplot as plt
 
     res = payload["results"]
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     styles = {"sgd": "k-o", "adam": "r-s", "shampoo": "b-^", "kfac": "g-v", "muon": "m-D"}
     for name, r in res.items():
         rows = r["checkpoints"]
         if not rows:
             continue
         ep = [c["epoch"] for c in rows]
-        for ax, kind in zip(axes, ("kappa_plus", "kappa_damped", "K_over_L"), strict=True):
+        for ax, kind in zip(axes[:3], ("kappa_plus", "kappa_damped", "K_over_L"), strict=True):
             ax.plot(ep, [c["precond"][kind] for c in rows], styles[name], ms=4,
                     label=r["label"])
             ax.plot(ep, [c["plain"][kind] for c in rows], styles[name][0] + ":", lw=0.8)
     titles = {"kappa_plus": "κ_+ (positive-curvature subspace)",
               "kappa_damped": f"κ_δ (G + δI, δ = {payload['config']['delta']:g})",
               "K_over_L": "K / λ_max(M⁻¹G) (scale-free noise level)"}
-    for ax, kind in zip(axes, titles, strict=True):
+    for ax, kind in zip(axes[:3], titles, strict=True):
         ax.set_yscale("log")
         ax.set_xlabel("epoch")
         ax.set_title(titles[kind] + "\nsolid: M⁻¹(·); dotted: M = I at that point", fontsize=8)
+    for name, r in res.items():  # the fourth panel: each run's mini-batch losses
+        if r["step_losses"]:
+            axes[3].semilogy(r["step_losses"], styles[name][0], lw=0.7,
+                             label=f"{r['label']} (lr {r['lr']:g})")
+    axes[3].set_xlabel("step")
+    axes[3].set_title("mini-batch CE", fontsize=8)
     axes[0].legend(fontsize=7)
+    axes[3].legend(fontsize=7)
     fig.tight_layout()
     common.save_png(fig, out / "kronecker_kappa.png")
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(5, 3.4))
-    for name, r in res.items():
-        if r["step_losses"]:
-            ax.semilogy(r["step_losses"], styles[name][0], lw=0.7,
-                        label=f"{r['label']} (lr {r['lr']:g})")
-    ax.set_xlabel("step")
-    ax.set_ylabel("mini-batch CE")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    common.save_png(fig, out / "kronecker_loss.png")
     plt.close(fig)
 
 
 def _report(p: dict) -> str:
-    c = p["config"]
-    lines = [f"# Study `kronecker` — {p['data']}",
-             "",
+    c, title = p["config"], f"# Study `kronecker` — {p['data']}"
+    lines = [title, "",
              f"MLP {p['sizes']} (ReLU), n = {p['n_params']} parameters; {p['n_train']} train / "
              f"{p['n_test']} test rows; curvature = dense GGN G of the mean CE on {c['n_curv']} "
              f"training rows, δ = {c['delta']:g}; K from {c['n_noise']} mini-batch gradients "
@@ -459,5 +454,5 @@ def _report(p: dict) -> str:
         ["method", "lr", "epoch", "train CE", "test acc", "κ_+ (M = I)", "κ_+ (M)",
          "κ_+ gain", "κ_δ (M = I)", "κ_δ (M)", "κ_δ gain", "K/L̂ gain"], rows), "",
         "**Conclusion.** " + p["conclusion"], "",
-        "![κ over training](kronecker_kappa.png)", "", "![loss](kronecker_loss.png)", ""]
+        "![κ, K/λ_1 and the losses over training](kronecker_kappa.png)", ""]
     return "\n".join(lines)
