@@ -122,6 +122,7 @@ def run_epochs(
     name: str = "epochs",
     keep_bad: bool = False,
     evaluate: Callable[[Any, Any], Any] | None = None,
+    seconds: Callable[[Any], float] | None = None,
 ) -> EpochRun:
     """Run ``epoch(k, state) -> (state, record)`` for k = 0 … num_epochs − 1 on the host.
 
@@ -147,6 +148,9 @@ def run_epochs(
       evaluate: ``(state, record) -> record``, called on each epoch's output after its timer
         stopped: measurements that are not the method's work (a full objective pass) go here
         and stay out of ``times``; its result is the record kept and judged.
+      seconds: ``record -> float``, the epoch's own timed seconds when the epoch times its
+        work itself (e.g. its steps, not the drawing of its mini-batches); ``times`` and the
+        budget then count these.  Default: the wall time of the whole epoch call.
     """
     if max_seconds is not None:
         check_positive(max_seconds, "max_seconds")
@@ -158,7 +162,7 @@ def run_epochs(
     with progress_bar(progress, name, num_epochs) as bar:
         for k in epochs:
             (new_state, record), dt = timed(epoch, k, state)
-            elapsed += dt
+            elapsed += dt if seconds is None else float(seconds(record))
             if evaluate is not None:
                 record = evaluate(new_state, record)
             records.append(record)

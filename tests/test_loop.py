@@ -45,3 +45,16 @@ def test_train_budget_seconds_runs_until_the_budget():
     assert out.steps == 12 and "time budget" not in out.message
     with pytest.raises(TypeError, match="num_epochs"):
         train(loss, jnp.zeros(3), optax.sgd(0.1), data, num_epochs=None)
+
+
+def test_budget_counts_the_epochs_own_seconds_not_their_data_draw():
+    """An epoch that spends 10 ms drawing its data and 1 ms stepping: a 5 ms budget of step
+    time takes 5 epochs (the whole call's wall time would have stopped after the first)."""
+    def epoch(k, x):
+        time.sleep(0.01)  # the draw: not the method's work
+        return x, {"step_seconds": 0.001}
+
+    out = run_epochs(epoch, 0, None, max_seconds=0.005,
+                     seconds=lambda record: record["step_seconds"])
+    assert len(out.records) == 5 and out.status == Status.SUCCESS
+    assert out.times[-1] == pytest.approx(0.005)

@@ -220,7 +220,8 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
 
     out = run_epochs(epoch, (params, opt_state, stopped), num_epochs, max_seconds=budget_seconds,
                      objective=last_loss, start=first_loss, progress=progress, name="training",
-                     keep_bad=True)  # the epoch itself keeps the last good params
+                     keep_bad=True,  # the epoch itself keeps the last good params
+                     seconds=lambda record: float(np.sum(record[2])))  # steps, not the draw
     params, opt_state, _ = out.state
     losses = np.concatenate([r[0] for r in out.records])
     oks = np.concatenate([r[1] for r in out.records])
