@@ -58,7 +58,9 @@ def main(argv: list[str] | None = None) -> int:
 
     jax.config.update("jax_enable_x64", True)
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # the command as given, for the reports' "Command:" line
     if not getattr(args, "func", None):
         parser.print_help()
         return 0

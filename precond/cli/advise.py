@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import shlex
-import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -166,8 +165,7 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     if not console.is_terminal:  # a log file: the table's columns unabbreviated
         console = Console(width=160)
-    command = "precond " + " ".join(shlex.quote(a) for a in (getattr(args, "argv", None)
-                                                             or sys.argv[1:]))
+    command = "precond " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ()))
     common = dict(budget_seconds=args.budget_seconds, candidates=args.candidates,
                   verify=args.verify, seeds=args.seeds, num_batches=args.batches,
                   log=console.print)

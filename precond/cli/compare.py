@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import shlex
-import sys
 from typing import TYPE_CHECKING
 
 from ._args import check_out_dir
@@ -153,8 +152,7 @@ def run(args: argparse.Namespace) -> int:
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as bar:
         run_protocol(config, args.out, progress=_RichProgress(bar))
-    command = "precond " + " ".join(shlex.quote(a) for a in (getattr(args, "argv", None)
-                                                             or sys.argv[1:]))
+    command = "precond " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ()))
     path = write_report(args.out, command=command)
     console.print(f"report: {path}")
     return 0
