@@ -21,6 +21,7 @@ from precond.linalg import (
     lanczos,
     power_iteration,
 )
+from precond.linalg._checks import check_symmetric
 from precond.validation import check_int, check_key, check_nonnegative, check_positive, float_dtype
 
 from ._operators import ProductOperator, as_square_operator, is_pytree, spd_sqrt
@@ -111,7 +112,7 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
     H = as_square_operator(H, "H")
     n = H.shape[0]
     dtype = float_dtype(H.dtype)
-    _check_symmetric(H, jax.random.fold_in(key, _PROBE), n, dtype)
+    check_symmetric(H, "local_conditioning")
     M = None if M_inv is None else as_square_operator(M_inv, "M_inv", n, dtype)
     S = None
     if M is not None and method not in ("power", "m-lanczos"):
@@ -156,36 +157,6 @@ def local_conditioning(H, M_inv=None, key: jax.Array | None = None, *, method: s
     status = (Status.SUCCESS if method in ("lanczos", "m-lanczos") else
               Status.CONVERGED if converged else Status.MAX_ITERATIONS)
     return Conditioning(L, c, L / c, lam_min, proxy, method, bool(converged), status)
-
-
-_PROBE = 0x5E77  # folded into the key for the symmetry probe: the solves' keys are unchanged
-
-
-def _check_symmetric(H, key, n, dtype) -> None:
-    """Raise ``ValueError`` unless uᵀHv = vᵀHu to √eps relative for one random pair (u, v).
-
-    Two products with H.  The relative gap |uᵀHv − vᵀHu| / (‖Hv‖‖u‖ + ‖Hu‖‖v‖) is at rounding
-    level (≲ n·eps) for a symmetric H and O(1) for a generic non-symmetric one.
-    """
-    ku, kv = jax.random.split(key)
-    u = jax.random.normal(ku, (n,), dtype)
-    v = jax.random.normal(kv, (n,), dtype)
-    gap, scale = map(float, _symmetry_gap(H, u, v) if is_pytree(H) else
-                     _symmetry_gap.__wrapped__(H, u, v))
-    if not (math.isfinite(gap) and math.isfinite(scale)):
-        raise ValueError("H produced NaN or inf; check the operator")
-    if gap > math.sqrt(float(jnp.finfo(dtype).eps)) * scale:
-        raise ValueError(f"H is not symmetric: |uᵀHv − vᵀHu| = {gap:.3g} for a random pair, "
-                         f"{gap / scale:.2g} relative; local_conditioning needs a symmetric "
-                         "curvature (a Hessian or GGN), not a general matrix")
-
-
-@jax.jit
-def _symmetry_gap(H, u, v):
-    """(|uᵀHv − vᵀHu|, ‖Hv‖‖u‖ + ‖Hu‖‖v‖), compiled once per operator structure."""
-    Hu, Hv = H.matvec(u), H.matvec(v)
-    gap = jnp.abs(jnp.vdot(u, Hv) - jnp.vdot(v, Hu))
-    return gap, jnp.linalg.norm(Hv) * jnp.linalg.norm(u) + jnp.linalg.norm(Hu) * jnp.linalg.norm(v)
 
 
 def _lanczos_extremes(H, S, key, n, dtype, num_steps):

@@ -121,7 +121,7 @@ def check_symmetric(A, what: str) -> None:
     tol = symmetry_tolerance(n, dtype)
     if np.isfinite(gap) and np.isfinite(scale) and gap > tol * scale:
         raise ValueError(
-            f"{what} needs a symmetric operator, but a random probe pair gives "
+            f"{what} needs a symmetric operator, but A is not symmetric: a random probe pair gives "
             f"|uᵀAv − vᵀAu| = {gap:.3g}, {gap / scale:.2g} of the scale ‖Au‖‖v‖ + ‖Av‖‖u‖ "
             f"(tolerance {tol:.2g} in {np.dtype(dtype).name}); symmetrize A ((A + Aᵀ)/2) or "
             "use a solver for non-symmetric systems")
