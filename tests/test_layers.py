@@ -12,9 +12,9 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parent.parent / "precond"
 
 # Top to bottom: a package may import only the ones listed before it.
-LAYERS = ["validation", "linalg", "loop", "curvature", "glm", "preconditioners", "optim",
-          "stochastic", "composite", "diagnostics", "advise", "sklearn", "problems", "experiments",
-          "cli"]
+LAYERS = ["validation", "distributed", "linalg", "loop", "curvature", "glm", "preconditioners",
+          "optim", "stochastic", "composite", "diagnostics", "advise", "sklearn", "problems",
+          "experiments", "cli"]
 
 
 def _imported_packages(path: pathlib.Path, package: str) -> set[str]:
