@@ -77,3 +77,38 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+def add_devices_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--devices N`` (the data mesh's size) to a subcommand's parser.
+
+    Args:
+      parser: the subcommand's parser.
+    """
+    parser.add_argument("--devices", type=int, default=None, metavar="N",
+                        help="shard the data over the first N devices, parameters replicated "
+                             "(default: all local devices)")
+
+
+def mesh_from_args(args: argparse.Namespace):
+    """The ``jax.sharding.Mesh`` (one axis "data") that ``--devices`` asks for: every local
+    device when it is not given; ``ValueError`` naming ``--devices`` when there are fewer.
+
+    Args:
+      args: a parsed command line with ``devices`` (:func:`add_devices_argument`).
+    """
+    import jax
+
+    from precond.distributed import data_mesh
+    from precond.validation import check_int
+
+    n = getattr(args, "devices", None)
+    if n is None:
+        return data_mesh()
+    check_int(n, "--devices", low=1)
+    have = jax.local_device_count()
+    if n > have:
+        raise ValueError(f"--devices {n}: only {have} {jax.default_backend()} device"
+                         f"{'s' if have != 1 else ''} here (on a CPU, XLA_FLAGS="
+                         f"--xla_force_host_platform_device_count={n} makes {n})")
+    return data_mesh(n)
