@@ -11,7 +11,10 @@ build it), then one definition of each criterion for all —
   positive definite in M's geometry, and on an indefinite or singular H the curvature of its
   positive subspace (the PL constant of the quadratic model there).  One rule and one
   algorithm before and after preconditioning, so no ratio of ĉ's is a Ritz value against a
-  floor;
+  floor;  for a candidate whose M is built from one mini-batch's PSD curvature (CG-GGN:
+  ``CandidateSpec.batch_curvature``), H is that batch's Hessian — the operator of the step the
+  optimizer takes (against the mean Hessian, directions outside the batch's curvature range,
+  where M = λI, would read as curvature/λ);
 - K = tr(M⁻¹Σ) with its standard error (``noise_level``);
 - α: the largest step the theory admits, 1/L̂ in M's geometry (``recommended_step``), or the one
   meeting ``target_floor`` — halved (at most :data:`MAX_HALVINGS` times) while the timing run
@@ -19,8 +22,13 @@ build it), then one definition of each criterion for all —
   CG-Newton, Nyström), (1 − β)α for heavy-ball momentum, 1 for L-BFGS (its line search);
 - seconds per step of the jitted update (``precond.optim.train``: compiled ahead, the second
   epoch of B steps timed);
-- the predicted loss after the budget: T = budget/(seconds per step) steps of the spectral
-  model of ``precond.advise.model`` (exact on quadratics when Lanczos resolves the spectrum).
+- the predicted loss after the budget, T = budget/(seconds per step) steps: by default from
+  the timing run's own progress (:func:`pilot_fit`: the excess over F_low of each mini-batch
+  against its excess at the start, fitted to e_t = e₀/(1 + t/τ), the sublinear rate of
+  stochastic gradient methods), so every candidate's rate is measured at the same start by
+  the same rule; with ``predict="model"`` from the spectral model of ``precond.advise.model``
+  (exact on quadratics when Lanczos resolves the spectrum, but blind to progress beyond the
+  local quadratic).
 
 The ranking is by predicted loss (ties — within :data:`TIE_RTOL` — the cheaper step first).
 """
@@ -28,6 +36,7 @@ The ranking is by predicted loss (ties — within :data:`TIE_RTOL` — the cheap
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import warnings
@@ -98,6 +107,8 @@ class Measurement:
     c_hat_rule: str = ""
     note: str = ""
     diverged: bool = False
+    pilot_rate: float = math.nan
+    pilot_ratio: float = math.nan
 
     def row(self) -> dict:
         return dataclasses.asdict(self)
@@ -203,8 +214,9 @@ class Advice:
         if name not in self.learning_rate:
             raise ValueError(f"no advice for {name!r}; measured: {', '.join(self.ranking)}")
         built = self.context.get("optimizers", {})
-        if name in built:  # the one timed: precond.optim.train reuses its compiled program
-            return built[name]
+        lr = self.learning_rate[name]
+        if name in built and built[name][0] == lr:
+            return built[name][1]  # the one timed: precond.optim.train reuses its program
         return _build_optimizer(resolve(name), self.learning_rate[name], self.context)
 
     def to_dict(self) -> dict:
@@ -254,6 +266,12 @@ def draw_batches(data, key: jax.Array, num_batches: int):
     return stack_batches(data)
 
 
+@functools.lru_cache(maxsize=16)
+def _batch_losses(loss_fn: Callable) -> Callable:
+    """``(params, stacked) -> (B,)`` each mini-batch's loss, jitted once per ``loss_fn``."""
+    return jax.jit(lambda p, s: jax.lax.map(lambda b: loss_fn(p, b), s))
+
+
 def _check_loss(loss_fn, params, stacked) -> float:
     """F₀ = the mean loss over the B mini-batches; ``ValueError`` unless ``loss_fn`` returns a
     finite scalar (its shape is read by ``jax.eval_shape``, without running it)."""
@@ -299,7 +317,8 @@ def _spectral_model(H, P, gbar, D, K, L_hat, k) -> tuple[SpectralModel, float]:
             lz.start_norm2)
 
 
-def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_floor):
+def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_floor,
+             start_losses):
     """(partial Measurement fields, SpectralModel, note) of one candidate (module docstring)."""
     B, n = G.shape
     k_state, k_cond = jax.random.split(key)
@@ -313,7 +332,9 @@ def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_f
     k = min(n, num_steps)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", IndefiniteCurvatureWarning)
-        cond = local_conditioning(H, P, k_cond, method="m-lanczos", num_steps=k,
+        H_step = H if not spec.batch_curvature else hessian_operator(
+            BatchMean(ctx["loss_fn"]), params, jax.tree.map(lambda x: x[-1:], stacked))
+        cond = local_conditioning(H_step, P, k_cond, method="m-lanczos", num_steps=k,
                                   pl_rtol=c_hat_threshold(G.dtype))
     del caught  # the proxy is recorded in c_hat_rule
     noise = noise_level(G, P)
@@ -337,7 +358,9 @@ def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_f
             diverged = True
             break
         alpha, lr = alpha / 2, lr / 2
-    ctx.setdefault("optimizers", {})[name] = opt  # Advice.optimizer/verify reuse its program
+    # Advice.optimizer/verify reuse its program (at this learning rate only: a grid's other
+    # rates build their own)
+    ctx.setdefault("optimizers", {})[name] = (float(lr), opt)
     if halvings and not run.diverged:
         notes.append(f"α halved {halvings}× from 1/L̂: the timing run diverged at larger steps")
     per_step = float(run.times[-1] - run.times[B - 1]) / B if run.times.size >= 2 * B else \
@@ -347,6 +370,9 @@ def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_f
                   learning_rate=float(lr), step_rule=spec.step,
                   seconds_per_step=max(per_step, 1e-9), compile_seconds=run.compile_time,
                   c_hat_rule=cond.proxy, diverged=diverged)
+    if ctx.get("lower_bound") is not None and not diverged:
+        fields["pilot_rate"], fields["pilot_ratio"] = pilot_fit(run.losses, start_losses,
+                                                                ctx["lower_bound"])
     gap = 0.5 * gnorm2 / cond.c_hat  # PL: F₀ − F* ≤ ‖ḡ‖²_{M⁻¹}/(2ĉ)
     return fields, model, gap, "; ".join(notes)
 
@@ -354,11 +380,55 @@ def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_f
 class _Model(NamedTuple):
     spectral: SpectralModel
     gap: float  # the PL estimate of F₀ − F*, for Theorem 3.2's fallback
+    pilot_rate: float = math.nan  # 1/τ of the pilot's fit (per step); NaN: no usable pilot
+    pilot_ratio: float = math.nan  # the pilot's last epoch's excess ratio r̄ (no progress: ≥ 1)
+
+
+PREDICTIONS = ("pilot", "model")
+
+
+def pilot_fit(losses, start_losses, lower_bound: float) -> tuple[float, float]:
+    """(1/τ, r̄): the timing run's progress as the rate of e_t = e₀/(1 + t/τ).
+
+    r_t = (ℓ_b(w_t) − F_low)/(ℓ_b(w₀) − F_low) for the mini-batch b = t mod B the step t used
+    (the same batch at the start and at step t, so the batches' different losses cancel);
+    1/τ = Σ t(1/r_t − 1)/Σ t² (least squares through 1/r₀ = 1); r̄ = the mean r_t of the last
+    B steps.
+
+    Args:
+      losses: (S,) the timing run's losses ℓ_t at the parameters before step t.
+      start_losses: (B,) each mini-batch's loss at the start w₀.
+      lower_bound: F_low.
+    """
+    losses = np.asarray(losses, np.float64)
+    start = np.asarray(start_losses, np.float64)
+    B = start.size
+    t = np.arange(losses.size)
+    e0 = start[t % B] - lower_bound
+    r = (losses - lower_bound) / np.where(e0 > 0, e0, np.nan)
+    ok = np.isfinite(r) & (r > 0)
+    if not ok.any():
+        return math.nan, math.nan
+    r_bar = float(np.mean(r[ok][-B:]))
+    inv_tau = float(np.sum(t[ok] * (1 / r[ok] - 1)) / max(np.sum(t[ok] ** 2), 1))
+    return inv_tau, r_bar
+
+
+def _pilot_loss(F0: float, model: _Model, T: int, lower_bound: float) -> float:
+    """E[F_T] from the pilot's fit: F_low + (F₀ − F_low)/(1 + T/τ) while the pilot made
+    progress (1/τ > 0), else F_low + (F₀ − F_low)·max(r̄, 1)."""
+    e0 = F0 - lower_bound
+    if model.pilot_rate > 0:
+        return lower_bound + e0 / (1 + T * model.pilot_rate)
+    return lower_bound + e0 * max(model.pilot_ratio, 1.0)
 
 
 def _predict(model: _Model, m, T: int, F0: float, ctx: dict) -> tuple[float, float]:
     """(E[F_T], floor) for one candidate: the spectral model, or Theorem 3.2 without one."""
     get = (lambda k: m[k]) if isinstance(m, dict) else (lambda k: getattr(m, k))  # noqa: E731
+    if ctx.get("predict") == "pilot" and math.isfinite(model.pilot_rate):
+        return (_pilot_loss(F0, model, T, ctx["lower_bound"]),
+                _predict(model, m, T, F0, {**ctx, "predict": "model"})[1])
     if model.spectral.theta.size:
         return predicted_loss(F0, model.spectral, get("alpha"), T,
                               lower_bound=ctx["lower_bound"], noise=ctx["noise"])
@@ -391,7 +461,7 @@ def advise(loss_fn: Callable, params, data, *, key: jax.Array,
            budget_seconds: float | None = None, model_fn: Callable | None = None,
            output_loss=None, num_batches: int = 8, num_steps: int = 40,
            target_floor: float | None = None, lower_bound: float | None = 0.0,
-           noise: str = "relative", progress: bool = False) -> Advice:
+           noise: str = "relative", predict: str = "pilot", progress: bool = False) -> Advice:
     """Which preconditioner, at what step size: measure every candidate's L̂, ĉ, κ̂, K, step α
     and step cost at ``params``, predict its loss after the budget, and rank them.
 
@@ -423,6 +493,12 @@ def advise(loss_fn: Callable, params, data, *, key: jax.Array,
         noise of residuals, which vanishes at an interpolating solution) or "constant" (Σ as
         measured, the additive-noise model of the Lyapunov recursion); see
         ``precond.advise.model.predicted_loss``.
+      predict: how the loss after T steps is predicted: "pilot" (default; the candidate's
+        own timing run at its α — 2 epochs of the B mini-batches from ``params`` — fitted to
+        e_t = e₀/(1 + t/τ), see :func:`pilot_fit`: a measured rate, the same rule for every
+        candidate, methods without a linear M⁻¹ included) or "model" (the spectral model of
+        ``precond.advise.model`` alone: exact on quadratics, blind beyond the local quadratic).
+        "pilot" needs ``lower_bound``; without it the model is used.
       progress: a progress bar over the candidates.
 
     Returns:
@@ -451,6 +527,8 @@ def advise(loss_fn: Callable, params, data, *, key: jax.Array,
     if noise == "relative" and lower_bound is None:
         raise ValueError("noise='relative' needs lower_bound (pass lower_bound=… or "
                          "noise='constant')")
+    if predict not in PREDICTIONS:
+        raise ValueError(f"predict must be one of {PREDICTIONS}, got {predict!r}")
     if isinstance(candidates, str):
         raise TypeError("candidates must be a list of names, not one string")
     names = list(default_candidates() if candidates is None else candidates)
@@ -466,7 +544,8 @@ def advise(loss_fn: Callable, params, data, *, key: jax.Array,
     B, n = G.shape
     H = hessian_operator(BatchMean(loss_fn), params, stacked)
     ctx = {"loss_fn": loss_fn, "model_fn": model_fn, "output_loss": output_loss, "n": n,
-           "key": k_opt}
+           "key": k_opt, "lower_bound": lower_bound, "noise": noise, "predict": predict}
+    start_losses = _batch_losses(loss_fn)(params, stacked)
     measured, skipped = {}, {}
     with progress_bar(progress, "advise", len(specs)) as bar:
         for i, (name, spec) in enumerate(specs.items()):
@@ -477,7 +556,8 @@ def advise(loss_fn: Callable, params, data, *, key: jax.Array,
                 try:
                     measured[name] = _measure(name, spec, ctx, params, stacked, G, H,
                                               jax.random.fold_in(k_meas, i),
-                                              num_steps=num_steps, target_floor=target_floor)
+                                              num_steps=num_steps, target_floor=target_floor,
+                                              start_losses=start_losses)
                 except (ValueError, SolverError) as e:  # e.g. an indefinite M (CG on H)
                     skipped[name] = f"measurement failed: {e}"
             bar.advance(f"advise: {name}")
@@ -486,11 +566,11 @@ def advise(loss_fn: Callable, params, data, *, key: jax.Array,
     if budget_seconds is None:
         budget_seconds = DEFAULT_STEPS * max(f["seconds_per_step"] for f, *_ in
                                              measured.values())
-    ctx.update(lower_bound=lower_bound, noise=noise)
     rows, models = [], {}
     for fields, model, gap, note in measured.values():
         T = int(budget_seconds / fields["seconds_per_step"])
-        models[fields["name"]] = _Model(model, gap)
+        models[fields["name"]] = _Model(model, gap, fields.get("pilot_rate", math.nan),
+                                        fields.get("pilot_ratio", math.nan))
         loss, floor = _predict(models[fields["name"]], fields, T, F0, ctx)
         if fields["diverged"]:
             loss = floor = math.inf

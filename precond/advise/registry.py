@@ -9,7 +9,8 @@ candidate.  Its M is found in this order:
    "kfac" → ``precond.preconditioners.kfac``), called with the parts of the problem's context
    (``loss_fn``, ``model_fn``, ``output_loss``) its signature names;
 3. otherwise M = I, with a note: methods without a linear M⁻¹ (MUON's orthogonalized update,
-   L-BFGS's line search) are measured as SGD.
+   L-BFGS's line search) get SGD's L̂, ĉ, K; their predicted loss is from their own timing
+   run (``advise(predict="pilot")``), like every candidate's.
 
 To tune how a new method is measured, add one entry: ``CANDIDATES["name"] = CandidateSpec(…)``.
 """
@@ -46,6 +47,13 @@ class CandidateSpec:
       needs: context entries required (e.g. ``("model_fn", "output_loss")``); without them the
         candidate is skipped with a note.
       note: what the measurement assumes, shown in the report.
+      batch_curvature: M is built from one mini-batch's positive semi-definite curvature (the
+        last of the B; each
+        step of the optimizer builds it from the step's own batch), so L̂, ĉ, κ̂ are those of
+        M⁻¹H_B with H_B that batch's Hessian — the operator of the step the optimizer takes.
+        Against the mean Hessian, directions outside that batch's curvature (M = λI there)
+        would read as curvature/λ: an L̂ the steps never meet, as their gradient lies in
+        their own batch's curvature range.
     """
 
     optimizer: str
@@ -54,6 +62,7 @@ class CandidateSpec:
     options: dict | Callable[[dict], dict] = field(default_factory=dict)
     needs: tuple[str, ...] = ()
     note: str = ""
+    batch_curvature: bool = False
 
     def __post_init__(self):
         if self.step not in STEP_RULES:
@@ -96,7 +105,8 @@ CANDIDATES: dict[str, CandidateSpec] = {
              "later steps are smaller than predicted)"),
     "lbfgs": CandidateSpec(
         "lbfgs", None, step="line-search",
-        note="no linear M⁻¹ at one point (no curvature pairs yet): measured as M = I"),
+        note="no linear M⁻¹ at one point (no curvature pairs yet): L̂, ĉ, K as M = I; its "
+             "predicted loss from its own timing run"),
     "nystrom-sgd": CandidateSpec(
         "nystrom-sgd", lambda c: pc.nystrom(rank=_rank(c), **_curvature(c), damping=1e-3,
                                             update_every=10),
@@ -104,12 +114,16 @@ CANDIDATES: dict[str, CandidateSpec] = {
     "cg-hessian": CandidateSpec(
         "cg-hessian", lambda c: pc.cg_hessian(c["loss_fn"], damping=1e-3, maxiter=10),
         options={"damping": 1e-3, "maxiter": 10},
-        note="M = the last mini-batch's Hessian + λI, applied by 10 CG iterations"),
+        note="M = the last mini-batch's Hessian + λI, applied by 10 CG iterations (L̂, ĉ "
+             "against the mean Hessian: one batch's Hessian + λI can be near-singular or "
+             "indefinite, where CG's M⁻¹ is not linear)"),
     "cg-ggn": CandidateSpec(
         "cg-ggn", lambda c: pc.cg_ggn(c["model_fn"], c["output_loss"], damping=1e-3,
                                       maxiter=10),
         options={"damping": 1e-3, "maxiter": 10}, needs=("model_fn", "output_loss"),
-        note="M = the last mini-batch's GGN + λI, applied by 10 CG iterations"),
+        batch_curvature=True,
+        note="M = the last mini-batch's GGN + λI, applied by 10 CG iterations; L̂, ĉ against "
+             "that batch's Hessian"),
 }
 
 # Registered optimizers that are not default candidates (they can still be asked for by name).
@@ -131,8 +145,9 @@ def _from_preconditioners(name: str) -> CandidateSpec:
     """The fallback spec of an optimizer missing from the table (module docstring, 2. and 3.)."""
     factory = getattr(pc, name.replace("-", "_"), None)
     if factory is None or not callable(factory) or name in ("lbfgs",):
-        return CandidateSpec(name, None, note="no linear M⁻¹ known for this method: measured "
-                                              "as M = I")
+        return CandidateSpec(name, None, note="no linear M⁻¹ known for this method: L̂, ĉ, K "
+                                              "measured as M = I; its predicted loss from its "
+                                              "own timing run")
     params = inspect.signature(factory).parameters
     context_names = ("loss_fn", "model_fn", "output_loss")
     needs = tuple(p for p in context_names if p in params

@@ -1,5 +1,6 @@
 """precond.advise: closed forms on quadratics, the Lyapunov recursion, rankings, bad input."""
 
+import dataclasses
 import json
 
 import jax
@@ -72,7 +73,7 @@ def test_closed_forms_and_lyapunov_prediction_on_a_quadratic():
     n = H.shape[0]
     w0 = jnp.zeros(n)
     a = advise(loss, w0, E, key=KEY, candidates=["sgd", "rmsprop"], budget_seconds=0.01,
-               noise="constant", lower_bound=None)
+               noise="constant", lower_bound=None, predict="model")
     G = np.asarray(H @ (np.zeros(n) - w_star))[None] + np.asarray(E)
     for name, P in (("sgd", np.eye(n)), ("rmsprop", _rmsprop_Minv(G))):
         m = a.measurement(name)
@@ -85,6 +86,18 @@ def test_closed_forms_and_lyapunov_prediction_on_a_quadratic():
             got = m.predicted_loss if T == m.steps else a.predict(name, steps=T)
             assert got == pytest.approx(exact, rel=0.1), (name, T)
             assert got == pytest.approx(exact, rel=1e-6), (name, T)  # exact: k = n
+
+
+def test_pilot_fit_reads_the_rate_of_a_one_over_t_decay():
+    from precond.advise.advisor import pilot_fit
+
+    start = np.array([2.0, 4.0, 3.0])  # each batch's loss at w₀; F_low = 1
+    t = np.arange(6)
+    losses = 1.0 + (start[t % 3] - 1.0) / (1 + t / 5.0)
+    inv_tau, r_bar = pilot_fit(losses, start, 1.0)
+    assert inv_tau == pytest.approx(0.2) and r_bar == pytest.approx(np.mean(1 / (1 + t[3:] / 5)))
+    flat = pilot_fit(start[t % 3] + 0.5, start, 1.0)  # no progress: 1/τ < 0, r̄ > 1
+    assert flat[0] < 0 and flat[1] > 1
 
 
 def test_m_lanczos_gauss_weights_and_ritz_vectors():
@@ -174,6 +187,10 @@ def test_advice_optimizer_trains(ill):
     loss, w0, data, a = ill
     out = train(loss, w0, a.optimizer(), data, num_epochs=3).check()
     assert out.losses[-1] < 1e-3 * out.losses[0]
+    # another rate (a grid's) is another optimizer, not the one timed at the advised rate
+    other = dataclasses.replace(a, learning_rate={**a.learning_rate, "sgd": 123.0})
+    assert other.optimizer("sgd") is not a.optimizer("sgd")
+    assert other.optimizer("cg-hessian") is a.optimizer("cg-hessian")
     with pytest.raises(ValueError, match="no advice"):
         a.optimizer("adam")
 
