@@ -14,6 +14,9 @@ data rows, losses and the Hessian operator (``GLMHessian``, now
 :class:`precond.glm.GramOperator`) come from :mod:`precond.glm`.
 """
 
+from precond.glm.penalties import L1 as L1
+from precond.glm.penalties import ElasticNetPenalty as ElasticNetPenalty
+
 from ._common import Curvature as Curvature
 from ._common import StochasticMethod as StochasticMethod
 from ._common import StochasticResult as StochasticResult
@@ -31,6 +34,9 @@ from ._saga import SagaState as SagaState
 from ._saga import SketchySAGA as SketchySAGA
 from ._saga import saga as saga
 from ._saga import sketchy_saga as sketchy_saga
+from ._sapphire import SapphireState as SapphireState
+from ._sapphire import sapphire as sapphire
+from ._sapphire import scaled_prox as scaled_prox
 from ._sgd import SGD as SGD
 from ._sgd import SketchySGD as SketchySGD
 from ._sgd import sgd as sgd
