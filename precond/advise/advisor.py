@@ -18,8 +18,10 @@ build it), then one definition of each criterion for all —
 - K = tr(M⁻¹Σ) with its standard error (``noise_level``);
 - α: the largest step the theory admits, 1/L̂ in M's geometry (``recommended_step``), or the one
   meeting ``target_floor`` — halved (at most :data:`MAX_HALVINGS` times) while the timing run
-  at it diverges; its learning rate is α (preconditioned SGD, Adam, RMSProp, AdaGrad,
-  CG-Newton, Nyström), (1 − β)α for heavy-ball momentum, 1 for L-BFGS (its line search);
+  at it diverges; its learning rate is α (preconditioned SGD, RMSProp, AdaGrad,
+  CG-Newton, Nyström), (1 + β)α for heavy-ball momentum and (1 + β₁)α/(1 − β₁) for Adam
+  (half their momentum iterations' stability limits, as 1/L̂ is half SGD's:
+  ``registry.momentum_factor``), 1 for L-BFGS (its line search);
 - seconds per step of the jitted update (``precond.optim.train``: compiled ahead, the second
   epoch of B steps timed);
 - the predicted loss after the budget, T = budget/(seconds per step) steps: by default from
@@ -58,7 +60,7 @@ from precond.optim import get_optimizer, train
 from precond.validation import check_int, check_key, check_positive
 
 from .model import NOISE_MODELS, SpectralModel, predicted_loss, theorem_loss
-from .registry import CandidateSpec, default_candidates, resolve
+from .registry import CandidateSpec, default_candidates, momentum_factor, resolve
 
 __all__ = ["C_HAT_RTOL", "DEFAULT_STEPS", "MAX_HALVINGS", "TIE_RTOL", "Advice", "Measurement",
            "advise", "c_hat_threshold"]
@@ -339,8 +341,7 @@ def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_f
     del caught  # the proxy is recorded in c_hat_rule
     noise = noise_level(G, P)
     alpha = recommended_step(cond.L_hat, cond.c_hat, noise.K, target_floor=target_floor)
-    lr = {"alpha": alpha, "heavy-ball": (1 - spec.optimizer_options(ctx).get("beta", 0.9))
-          * alpha, "line-search": 1.0}[spec.step]
+    lr = 1.0 if spec.step == "line-search" else momentum_factor(spec.step, spec.beta) * alpha
     gbar = jnp.mean(G, axis=0)
     model, gnorm2 = _spectral_model(H, P, gbar, G - gbar, noise.K, cond.L_hat, k)
     if model.theta.size == 0:

@@ -25,9 +25,27 @@ from typing import Any
 from precond import preconditioners as pc
 from precond.optim import OPTIMIZERS
 
-__all__ = ["CANDIDATES", "EXCLUDED", "CandidateSpec", "default_candidates", "resolve"]
+__all__ = ["CANDIDATES", "EXCLUDED", "CandidateSpec", "default_candidates", "momentum_factor",
+           "resolve"]
 
-STEP_RULES = ("alpha", "heavy-ball", "line-search")
+STEP_RULES = ("alpha", "heavy-ball", "ema-momentum", "line-search")
+
+
+def momentum_factor(step: str, beta: float) -> float:
+    """The learning rate per unit of α = 1/L̂ for a step rule with momentum β.
+
+    SGD's α = 1/L̂ is half its stability limit 2/L̂.  With momentum the limit of the linearized
+    iteration along curvature θ of M⁻¹H is, for heavy ball (v ← βv + g, w ← w − α_lr v),
+    α_lr·θ < 2(1 + β), and for an EMA of the gradients (Adam's m ← βm + (1 − β)g, w ← w −
+    α_lr m̂/√v̂), α_lr·θ < 2(1 + β)/(1 − β) (the threshold 38/α_lr at β = 0.9 of Cohen et al.
+    2022, "Adaptive gradient methods at the edge of stability").  Half the limit, as for SGD:
+    (1 + β) for heavy ball, (1 + β)/(1 − β) for the EMA; 1 without momentum ("alpha").
+
+    Args:
+      step: a step rule of :data:`STEP_RULES` ("line-search" has no α: 1).
+      beta: β ∈ [0, 1).
+    """
+    return {"heavy-ball": 1 + beta, "ema-momentum": (1 + beta) / (1 - beta)}.get(step, 1.0)
 
 
 @dataclass(frozen=True)
@@ -40,8 +58,11 @@ class CandidateSpec:
         a dict with ``loss_fn``, ``model_fn``, ``output_loss``, ``n`` = the number of
         parameters); None: M = I.
       step: how α enters: "alpha" (learning rate = α, the preconditioned-SGD step
-        w ← w − αM⁻¹g), "heavy-ball" (learning rate = (1 − β)α, so the effective step
-        α_lr/(1 − β) is α), "line-search" (learning rate 1, the line search scales it).
+        w ← w − αM⁻¹g), "heavy-ball" (learning rate (1 + β)α) and "ema-momentum" (learning
+        rate (1 + β)α/(1 − β)): half the momentum iteration's stability limit, as α = 1/L̂ is
+        half SGD's (:func:`momentum_factor`); "line-search" (learning rate 1, the line search
+        scales it).
+      beta: the momentum β of "heavy-ball" and "ema-momentum".
       options: options passed to ``precond.optim.get_optimizer`` (the optimizer and its M must
         agree: same damping, rank, …); a callable ``context -> dict`` when they depend on it.
       needs: context entries required (e.g. ``("model_fn", "output_loss")``); without them the
@@ -63,6 +84,7 @@ class CandidateSpec:
     needs: tuple[str, ...] = ()
     note: str = ""
     batch_curvature: bool = False
+    beta: float = 0.0
 
     def __post_init__(self):
         if self.step not in STEP_RULES:
@@ -84,16 +106,18 @@ def _curvature(context: dict) -> dict:
 
 
 MOMENTUM = 0.9
+ADAM_B1 = 0.9  # optax's and precond.optim.adam's default β₁
 
 CANDIDATES: dict[str, CandidateSpec] = {
     "sgd": CandidateSpec("sgd"),
     "momentum": CandidateSpec(
-        "momentum", step="heavy-ball", options={"beta": MOMENTUM},
-        note="heavy ball modelled as SGD at its effective step α_lr/(1 − β)"),
+        "momentum", step="heavy-ball", options={"beta": MOMENTUM}, beta=MOMENTUM,
+        note="learning rate (1 + β)/L̂, half heavy ball's stability limit; the spectral model "
+             "reads it as SGD at α = 1/L̂"),
     "adam": CandidateSpec(
-        "adam", lambda c: pc.adam(b2=0.999, eps=1e-8),
-        note="M = Adam's bias-corrected diagonal after the B measurement gradients; its "
-             "momentum's effective step is α_lr"),
+        "adam", lambda c: pc.adam(b2=0.999, eps=1e-8), step="ema-momentum", beta=ADAM_B1,
+        note="M = Adam's bias-corrected diagonal after the B measurement gradients; learning "
+             "rate (1 + β₁)/((1 − β₁)L̂), half the stability limit of its EMA momentum"),
     "rmsprop": CandidateSpec(
         "rmsprop", lambda c: pc.adam(b2=0.9, eps=1e-8),
         note="M = RMSProp's diagonal at its steady state here: the bias-corrected EMA of the "

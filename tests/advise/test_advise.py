@@ -229,6 +229,11 @@ def test_registry_takes_optimizers_registered_later(monkeypatch):
     spec = reg.resolve("fancy-new")
     assert spec.preconditioner is None and "M = I" in spec.note
     assert "nncg" not in default_candidates()
+    # momentum: half the stability limit of the momentum iteration (SGD: 1/L̂ = half of 2/L̂)
+    assert reg.momentum_factor("alpha", 0.9) == 1.0
+    assert reg.momentum_factor("heavy-ball", 0.9) == pytest.approx(1.9)
+    assert reg.momentum_factor("ema-momentum", 0.9) == pytest.approx(19.0)
+    assert reg.resolve("adam").step == "ema-momentum" and reg.resolve("momentum").beta == 0.9
 
 
 def test_bad_input_is_a_clear_error():
