@@ -47,6 +47,8 @@ __all__ = ["sapphire", "scaled_prox", "SapphireState"]
 NEWTON_STEPS = 20
 _HALVINGS = 10
 _ARMIJO = 1e-4
+_RANK = 50  # the default Nyström rank cap
+_SUPPORT = 1024  # prox supports up to this size build the Newton matrix from their rows only
 
 
 def _newton_tol(dtype) -> float:
@@ -61,6 +63,19 @@ def _prox_slope(penalty, v, t):
     if isinstance(penalty, ElasticNetPenalty):
         return x, on / (1.0 + t * penalty.l2 * penalty.weights)
     return x, on
+
+
+def _newton_matrix(B, slope):
+    """I + Bᵀ diag(slope) B (k, k).  slope is zero off the prox's support J, so when |J| ≤ K =
+    min(d, ``_SUPPORT``) only J's rows are gathered (O(K k²)); otherwise all d (O(d k²))."""
+    d, k = B.shape
+    K = min(d, _SUPPORT)
+    eye = jnp.eye(k, dtype=B.dtype)
+    idx = jnp.nonzero(slope, size=K, fill_value=0)[0]
+    count = jnp.sum(slope != 0)
+    s = jnp.where(jnp.arange(K) < count, slope[idx], 0.0)
+    Bj = B[idx]
+    return lax.cond(count <= K, lambda: eye + (Bj.T * s) @ Bj, lambda: eye + (B.T * slope) @ B)
 
 
 def _newton_prox(penalty, v, B, eta, gamma, tol):
@@ -78,7 +93,7 @@ def _newton_prox(penalty, v, B, eta, gamma, tol):
 
     def body(c):
         k, gamma, x, slope, res, merit, _ = c
-        M = jnp.eye(B.shape[1], dtype=B.dtype) + (B.T * slope) @ B
+        M = _newton_matrix(B, slope)
         delta = jnp.linalg.solve(M, res)
         slope0 = _ARMIJO * jnp.vdot(res, delta)
 
@@ -140,7 +155,8 @@ def scaled_prox(penalty, g, w, eta, metric: LowRankPlusIdentity | None = None, g
     γ ← γ + t(I + Bᵀ diag(x′) B)⁻¹F(γ) (x′ the prox's slope), with Armijo halvings of t on D,
     until ‖F(γ)‖ ≤ 1e3·eps·max(1, ‖Bᵀ(x − v)‖, ‖γ‖) or after ``NEWTON_STEPS`` steps (for the
     piecewise-linear prox of ℓ1 / elastic net it converges in finitely many steps).  Each step
-    costs O(d k²).  The returned x is always a prox output (exactly sparse for ℓ1); with P = I it
+    costs O(dk) plus O(|J|k²) for the Newton matrix, J the prox's support (O(dk²) when
+    |J| > 1024).  The returned x is always a prox output (exactly sparse for ℓ1); with P = I it
     is prox_{ηr}(w − ηg), soft-thresholding for ℓ1.
 
     Args:
@@ -241,10 +257,11 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
     damping ρ) and η = ½/L̂ with L̂ = λ_max(P⁻¹(H_S′ + μI)); both are refreshed every
     ``refresh`` epochs (default: every epoch for logistic, once for least squares, whose Hessian
     does not move).  Defaults as for :func:`precond.stochastic.solve` (b_g = min(256, n),
-    b_H = ⌊√n⌋, r = min(10, d, b_H)) except ρ = μ + λ₂·mean(weights) for an elastic net (the
-    penalty's curvature).  One epoch costs n + 2⌊n/b_g⌋b_g gradient evaluations (≈ 3 data
-    passes).  A fixed point is the composite optimum: there g = ∇F(w*) and w* solves the step.
-    Data in sparse storage (``EllRows``) stays sparse.
+    b_H = ⌊√n⌋) except the rank, r = min(50, d, b_H) (a rank-10 sketch left most of a spread
+    spectrum unpreconditioned; see docs/bench/sapphire.md), and ρ = μ + λ₂·mean(weights) for an
+    elastic net (the penalty's curvature).  One epoch costs n + 2⌊n/b_g⌋b_g gradient
+    evaluations (≈ 3 data passes).  A fixed point is the composite optimum: there g = ∇F(w*)
+    and w* solves the step.  Data in sparse storage (``EllRows``) stays sparse.
 
     Results: ``objective`` is Φ = F + r per epoch; ``grad_norm`` the natural residual
     ‖w − prox_r(w − ∇F(w))‖ (0 exactly at the optimum); status ``CONVERGED`` when it is
@@ -257,8 +274,9 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
         (λ₁, λ₂ ≥ 0), with ``weights`` (d,) ≥ 0.
       epochs: the most epochs (≥ 1).
       key: a jax.random key (minibatches, sketches); required.
-      batch_size, hessian_batch_size, rank, refresh, x0: b_g, b_H, r, epochs between refreshes
+      batch_size, hessian_batch_size, refresh, x0: b_g, b_H, epochs between refreshes
         (0 = once), the start (d,): as for :func:`precond.stochastic.solve`.
+      rank: r, the Nyström rank (default min(50, d, b_H)).
       rho: ρ ≥ 0, P's damping (default μ + λ₂·mean(weights)).
       lr: η > 0 (default ½/L̂).
       precondition: False gives P = I: proximal SVRG with η = ½/λ_max(H_S′ + μI) estimated once.
@@ -294,6 +312,8 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
     defaults = resolve_defaults(problem, batch_size=batch_size,
                                 hessian_batch_size=hessian_batch_size, rank=rank, rho=rho,
                                 refresh=refresh)
+    if rank is None:  # r = min(50, d, b_H): the scaled prox costs O(d r²) a Newton step
+        defaults = defaults._replace(rank=min(_RANK, problem.d, defaults.hessian_batch_size))
     lr = None if lr is None else check_positive(lr, "lr")
     epochs = check_int(epochs, "epochs", low=1)
     check_key(key)
