@@ -343,9 +343,14 @@ def _measure(name, spec, ctx, params, stacked, G, H, key, *, num_steps, target_f
     alpha = recommended_step(cond.L_hat, cond.c_hat, noise.K, target_floor=target_floor)
     lr = 1.0 if spec.step == "line-search" else momentum_factor(spec.step, spec.beta) * alpha
     gbar = jnp.mean(G, axis=0)
-    model, gnorm2 = _spectral_model(H, P, gbar, G - gbar, noise.K, cond.L_hat, k)
-    if model.theta.size == 0:
-        notes.append("no positive curvature seen from ḡ: Theorem 3.2's rate and floor used")
+    if ctx.get("predict") == "model" or ctx.get("lower_bound") is None:
+        model, gnorm2 = _spectral_model(H, P, gbar, G - gbar, noise.K, cond.L_hat, k)
+        if model.theta.size == 0:
+            notes.append("no positive curvature seen from ḡ: Theorem 3.2's rate and floor used")
+    else:  # the pilot predicts; the floor is Theorem 3.2's αL̂K/(2ĉ) (no second Lanczos run
+        # and no Hessian products of the noise rows to compile: the costliest programs here)
+        model = SpectralModel(np.zeros(0), np.zeros(0), np.zeros(0), float(noise.K), 0.0)
+        gnorm2 = float(gbar @ (gbar if P is None else P.matvec(gbar)))
     # The timing run: 2 epochs of B steps from params at the recommended step.  When it
     # diverges, the step the theory admits is not usable here (the measured M and noise are
     # local): halve α, up to MAX_HALVINGS times, and say so.
