@@ -22,6 +22,8 @@ import shlex
 from pathlib import Path
 from types import ModuleType
 
+from . import add_devices_argument, mesh_from_args
+
 REQUIRED = ("loss_fn", "params", "sample_batch")
 OPTIONAL = ("model_fn", "output_loss")
 DEFAULT_BUDGET = 10.0
@@ -65,6 +67,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batches", type=int, default=None,
                    help="B, the mini-batches the measurements use (default advise's)")
     p.add_argument("--out", help="directory for report.md, advice.json and the plots")
+    add_devices_argument(p)
     p.set_defaults(func=run)
 
 
@@ -155,12 +158,22 @@ def run(args: argparse.Namespace) -> int:
     check_args(args)
     from rich.console import Console
 
+    from precond.distributed import replicate
+    from precond.distributed._training import describe_mesh, mesh_info, sharded_sampler
     from precond.experiments.advise import (
         advise_problem,
         advise_script,
         print_advice,
         write_advice_report,
     )
+
+    if args.script is None and args.devices is None:
+        args.devices = 1  # a built-in problem: see below
+    mesh = mesh_from_args(args)
+    if args.script is None and mesh.devices.size > 1:
+        raise ValueError(f"--devices {args.devices}: a built-in PROBLEM is advised on one device "
+                         "(its sampler is built inside precond.experiments.advise, which takes no "
+                         "mesh yet); use --devices 1, or --script FILE.py to shard its batches")
 
     console = Console()
     if not console.is_terminal:  # a log file: the table's columns unabbreviated
@@ -170,10 +183,17 @@ def run(args: argparse.Namespace) -> int:
                   verify=args.verify, seeds=args.seeds, num_batches=args.batches,
                   log=console.print)
     if args.script is not None:
-        result = advise_script(load_script(args.script), name=Path(args.script).name, **common)
+        names = load_script(args.script)
+        # Mini-batches row-sharded over the mesh, parameters replicated (precond.optim.train's
+        # rule): advise's measurements and the verification's training follow the shardings.
+        names["sample_batch"] = sharded_sampler(names["sample_batch"], mesh)
+        names["params"] = replicate(names["params"], mesh)
+        result = advise_script(names, name=Path(args.script).name, **common)
     else:
         result = advise_problem(args.problem, quick=args.quick, warmup=args.warmup,
                                 grid=args.grid, **common)
+    result.info["mesh"] = mesh_info(mesh)  # in advice.json; the report's machine line says it
+    result.info["machine"] = f"{result.info['machine']}; {describe_mesh(result.info['mesh'])}"
     print_advice(result, console)
     if args.out is not None:
         path = write_advice_report(result, args.out, command=command)

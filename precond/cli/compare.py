@@ -6,6 +6,7 @@ import argparse
 import shlex
 from typing import TYPE_CHECKING
 
+from . import add_devices_argument, mesh_from_args
 from ._args import check_out_dir
 
 # The epoch cap of an equal-time run when --phase2-epochs is not given: high enough that the
@@ -47,6 +48,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cg-iters", type=int, default=None, help="CG budget of the CG methods")
     p.add_argument("--damping", type=float, default=None, help="damping λ of the CG methods")
     p.add_argument("--out", required=True, help="experiment directory (resumed if it exists)")
+    add_devices_argument(p)
     p.set_defaults(func=run)
 
 
@@ -140,18 +142,20 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from precond.distributed._training import describe_mesh, mesh_info
     from precond.experiments.protocol import run_protocol
     from precond.experiments.report import write_report
 
     config = config_from_args(args)
+    mesh = mesh_from_args(args)
     check_out_dir(args.out)
     console = Console()
     console.print(f"precond compare {config.problem}: {len(config.methods)} methods, "
                   f"{config.seeds} seeds, Phase I {config.phase1_epochs} epochs, Phase II "
-                  f"{config.mode()}, float64 → {args.out}")
+                  f"{config.mode()}, float64, {describe_mesh(mesh_info(mesh))} → {args.out}")
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console) as bar:
-        run_protocol(config, args.out, progress=_RichProgress(bar))
+        run_protocol(config, args.out, progress=_RichProgress(bar), mesh=mesh)
     command = "precond " + " ".join(shlex.quote(a) for a in getattr(args, "argv", ()))
     path = write_report(args.out, command=command)
     console.print(f"report: {path}")

@@ -28,6 +28,14 @@ is never reused for it (nor one of another budget).
 A unit whose loss turns non-finite, or grows beyond ``divergence_factor``·ℓ_0, is recorded as
 diverged (with the epoch) and the experiment goes on.
 
+**On a device mesh** (``run_protocol(..., mesh=precond.distributed.data_mesh())``): every
+mini-batch — each epoch's, and the diagnostics' B — is drawn, then row-sharded along its batch
+axis over ``"data"``; parameters and optimizer/preconditioner state are replicated (the rule of
+``precond.optim.train``), so gradients, curvature products and Kronecker factors are summed
+across the devices by XLA.  The numbers equal the single-device ones up to the order of the
+additions, so the mesh is not part of the configuration's fingerprint (an experiment may be
+resumed on another mesh); ``experiment.json`` records the mesh of the latest run.
+
 References: Scott et al., "Design Criteria for SGD Preconditioners", TMLR 2026, §4.2, App. D.
 """
 
@@ -47,6 +55,8 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
+from precond.distributed import replicate, shard_rows
+from precond.distributed._training import mesh_info, replicated_sharding, sharded_sampler
 from precond.optim import get_optimizer, make_step
 from precond.problems.base import Problem
 from precond.problems.registry import get_problem
@@ -246,9 +256,13 @@ def _scale_by_state_lr(lr: float) -> optax.GradientTransformation:
 class _Runner:
     """Compiled steps (one per method, reused across rates and seeds) and the epoch loop."""
 
-    def __init__(self, problem: Problem, config: ProtocolConfig, cache: dict | None = None):
-        self.problem, self.config = problem, config
+    def __init__(self, problem: Problem, config: ProtocolConfig, cache: dict | None = None,
+                 mesh=None):
+        self.problem, self.config, self.mesh = problem, config, mesh
         self.sample = jax.jit(problem.sample_batch)
+        if mesh is not None:  # drawn, then each batch row-sharded (outside the timed steps)
+            self.sample = sharded_sampler(self.sample, mesh)
+            self.sample(jax.random.key(0))  # a batch size the devices do not divide fails now
         self.metric = jax.jit(problem.metric) if problem.metric is not None else None
         _, self.unravel = ravel_pytree(problem.init_params(jax.random.key(0)))
         self._compiled: dict = {} if cache is None else cache
@@ -268,13 +282,19 @@ class _Runner:
         # every seed; it is drawn apart from the data keys fold_in(data_key, epoch).
         opt = self.optimizer(method, lr, jax.random.split(data_key)[1])
         state = opt.init(params)
+        if self.mesh is not None:
+            params, state = replicate((params, state), self.mesh)
         batch = jax.block_until_ready(self.sample(jax.random.fold_in(data_key, 0)))
         cache_key = (method, lr) if method in _RATE_INSIDE else method
+        if self.mesh is not None:  # a program compiled for the mesh's shardings
+            cache_key = (cache_key, self.mesh)
         compile_time = 0.0
         if cache_key not in self._compiled:
             t0 = time.perf_counter()
             step = make_step(self.problem.loss, opt)
-            self._compiled[cache_key] = jax.jit(step).lower(params, state, batch).compile()
+            jitted = jax.jit(step) if self.mesh is None else jax.jit(
+                step, out_shardings=replicated_sharding(self.mesh))
+            self._compiled[cache_key] = jitted.lower(params, state, batch).compile()
             compile_time = time.perf_counter() - t0
         compiled = self._compiled[cache_key]
         losses, times, metrics = [], [], []
@@ -328,7 +348,7 @@ def _final(record: dict, tail: int) -> float:
 
 
 def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np.ndarray,
-                 key: jax.Array) -> dict:
+                 key: jax.Array, mesh=None) -> dict:
     """L̂ and K with and without the method's preconditioner at ``flat`` (module docstring).
 
     Any method of :data:`CURVATURE_METHODS` qualifies: its optimizer is ``preconditioned_sgd``
@@ -343,7 +363,8 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
     of the first batch's gradient).  H is the Hessian of the first batch's loss.  This is M at
     the snapshot from B fresh batches, not the optimizer's own state after its run (whose sums
     span the whole run: with Shampoo's default grafting the scale of M is set per block by the
-    grafted step, so the two differ mainly in the factors' directions).
+    grafted step, so the two differ mainly in the factors' directions).  On a ``mesh`` the B
+    batches are row-sharded and the point replicated, as in the runs.
     """
     import inspect
 
@@ -358,7 +379,10 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
     _, unravel = ravel_pytree(problem.init_params(jax.random.key(0)))
     params = unravel(jnp.asarray(flat))
     keys = jax.random.split(key, config.noise_batches + 1)
-    batches = [problem.sample_batch(k) for k in keys[1:]]
+    sample = problem.sample_batch if mesh is None else sharded_sampler(problem.sample_batch, mesh)
+    batches = [sample(k) for k in keys[1:]]
+    if mesh is not None:
+        params = replicate(params, mesh)
     factory = getattr(pc, method.replace("-", "_"))
     accepted = inspect.signature(factory).parameters
     cg = method in ("cg-ggn", "cg-hessian")
@@ -373,10 +397,12 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
     prec = factory(**build_kw, **{k: v for k, v in opts.items() if k != "update_every"})
     t0 = time.perf_counter()
     n = flat.size
-    G = minibatch_gradients(problem.loss, params, batches)
     # CG: the first batch's curvature; statistics: batches 1 … B−1, then the first.
     order = [0] if cg else list(range(1, len(batches))) + [0]
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *batches)
+    if mesh is not None:  # (B, b, …): the batch axis is 1
+        stacked = shard_rows(stacked, mesh, axis=1)
+    G = minibatch_gradients(problem.loss, params, stacked)
 
     @jax.jit
     def build(w, G, stacked, k):
@@ -404,7 +430,7 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
         r_m = power_iteration(MH, k, maxiter=300, tol=1e-6, criterion="rayleigh")
         return r_i.eigenvalue, r_m.eigenvalue, r_i.converged & r_m.converged
 
-    w = jnp.asarray(flat)
+    w = jnp.asarray(flat) if mesh is None else replicate(jnp.asarray(flat), mesh)
     state = build(w, G, stacked, keys[0])
     L_I, L_M, conv = lhat(w, state, batches[0], keys[0])
     apply_m = jax.jit(jax.vmap(lambda v, s: prec.inverse_operator(s).matvec(v),
@@ -424,8 +450,8 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
 
 def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
                  progress: Progress | None = None, problem: Problem | None = None,
-                 stop_after: int | None = None, compile_cache: dict | None = None
-                 ) -> ResultsStore:
+                 stop_after: int | None = None, compile_cache: dict | None = None,
+                 mesh=None) -> ResultsStore:
     """Run (or resume) the experiment ``config`` in ``out_dir`` (module docstring).
 
     Finished units already in the store are skipped, so rerunning after an interruption
@@ -442,6 +468,9 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
       stop_after: stop after that many newly computed units (to test resuming).
       compile_cache: a dict the caller owns that shares compiled steps between calls on the
         same problem and configuration.
+      mesh: a mesh with a ``"data"`` axis (``precond.distributed.data_mesh``): mini-batches
+        row-sharded over it, parameters and state replicated (module docstring); None: one
+        device.  Every batch size must be a multiple of its devices.
 
     Returns:
       The results store; ``precond.experiments.report.write_report`` renders it.
@@ -462,8 +491,9 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
     meta["methods"] = sorted(set(meta["methods"]) | set((old or {}).get("methods", [])),
                              key=lambda m: (m not in config.methods, m))
     meta["seeds"] = max(config.seeds, (old or {}).get("seeds", 0))
+    meta["mesh"] = mesh_info(mesh)
+    runner = _Runner(problem, config, compile_cache, mesh)  # checks the mesh before any write
     store.write_json("experiment.json", meta)
-    runner = _Runner(problem, config, compile_cache)
     computed = [0]
 
     def tick():
@@ -532,7 +562,7 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
             if not store.has_unit(uid):
                 progress.start_unit(f"diagnostics {method}", 1)
                 flat = store.load_arrays(run_uid)["snapshot"]
-                d = _diagnostics(problem, config, method, flat, jax.random.key(4242))
+                d = _diagnostics(problem, config, method, flat, jax.random.key(4242), mesh)
                 epoch = recs[best].get("snapshot_epoch")
                 store.save_unit(uid, dict(d, kind="diagnostics", seed=tuning_seed, lr=chosen,
                                           epoch=config.diag_epoch() if epoch is None else epoch))
@@ -543,7 +573,8 @@ def run_protocol(config: ProtocolConfig, out_dir: str | os.PathLike, *,
 
 
 def run_phase1(problem: Problem, config: ProtocolConfig, seed: int, *,
-               runner: _Runner | None = None, progress: Progress | None = None) -> dict:
+               runner: _Runner | None = None, progress: Progress | None = None,
+               mesh=None) -> dict:
     """Phase I of seed ``seed``: Adam (``phase1_lr``) from ``init_params(key(seed))`` for N₁
     epochs on the data keys of that seed — the common start of every Phase II run (and of
     ``precond advise`` on a built-in problem).
@@ -554,11 +585,12 @@ def run_phase1(problem: Problem, config: ProtocolConfig, seed: int, *,
       seed: the seed s.
       runner: the experiment's compiled steps (a fresh one when None).
       progress: hooks for a progress display.
+      mesh: the device mesh of a fresh runner (``run_protocol``'s ``mesh``).
 
     Returns:
       The run's record; ``record["params"]`` holds the parameters after Phase I.
     """
-    runner = runner or _Runner(problem, config)
+    runner = runner or _Runner(problem, config, mesh=mesh)
     return runner.run("adam", config.phase1_lr, problem.init_params(jax.random.key(seed)),
                       jax.random.key(10_000 + seed), config.phase1_epochs,
                       progress or Progress())

@@ -105,6 +105,15 @@ def _mode(cfg: dict) -> str:
     return ProtocolConfig(**_from_json(cfg)).mode()
 
 
+def _devices(cfg: dict) -> str:
+    """The mesh of the experiment's latest run in words; experiments stored before meshes were
+    recorded ran on one device."""
+    from precond.distributed._training import describe_mesh
+
+    info = cfg.get("mesh")
+    return "one device (no mesh recorded)" if info is None else describe_mesh(info)
+
+
 def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> Path:
     """Render ``report.md``, ``results.json``, ``results.csv`` and the two PNGs in ``out_dir``
     from the stored units (nothing is recomputed).
@@ -145,6 +154,7 @@ def write_report(out_dir: str | os.PathLike, *, command: str | None = None) -> P
           f"last {tail} epochs); method options {cfg['method_options'] or 'defaults'} "
           "(CG methods: damping 1e-3, 10 CG iterations unless set)",
           f"- metric: {cfg.get('metric_name')}",
+          f"- devices: {_devices(cfg)}",
           "- times: training steps only (data generation and metric excluded), "
           "compilation reported apart", ""]
     L += ["## Ranking (Phase II, relative loss: first Phase II value = 1)", "",

@@ -12,6 +12,17 @@ epoch, as diverged.
 
 The jitted step and epoch live here; the host loop around them (compile ahead, time each epoch,
 progress bar, stop) is ``precond.loop``'s.
+
+**On a device mesh** (``mesh=precond.distributed.data_mesh()``): every epoch's mini-batches are
+split along their batch axis over the mesh's ``"data"`` axis (axis 1 of the (S, b, …) stack, so
+each step's batch (b, …) is row-sharded), and the parameters and the optimizer state —
+moments, K-FAC's and Shampoo's Kronecker factors, Nyström factors, CG's curvature — are
+replicated, also on output.  The batch mean in the loss makes the gradient, the Hessian- and
+GGN-vector products and the factors sums over the batch: XLA computes each as a local sum per
+device plus one all-reduce, so every device applies the same update and the run equals the
+single-device run up to the order of the additions.  Data that is already row-sharded (its
+leaves spread over several devices) keeps its sharding without ``mesh``; the parameters are then
+replicated onto its mesh.
 """
 
 from __future__ import annotations
@@ -25,7 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
+from jax.sharding import Mesh
 
+from precond.distributed import check_same_mesh, replicate, shard_rows
+from precond.distributed._training import replicated_sharding
 from precond.linalg import Status, check_status
 from precond.loop import compile_ahead, run_epochs, timed
 from precond.validation import check_int
@@ -113,27 +127,33 @@ def _epoch_fn(step):
     return epoch
 
 
-@functools.lru_cache(maxsize=32)
-def _cached_jit(loss_fn, optimizer, scan: bool):
+def _jit(loss_fn, optimizer, scan: bool, mesh):
     step = make_step(loss_fn, optimizer)
-    return jax.jit(_epoch_fn(step) if scan else step)
+    fn = _epoch_fn(step) if scan else step
+    if mesh is None:
+        return jax.jit(fn)
+    # Every output (params, state, losses, flags) replicated: the state stays where it started.
+    return jax.jit(fn, out_shardings=replicated_sharding(mesh))
 
 
-def _jitted(loss_fn, optimizer, scan: bool):
-    """The jitted epoch (or step) of ``optimizer`` on ``loss_fn``: one per (loss_fn, optimizer)
-    pair, so training the same pair again (seeds of an equal-time comparison) reuses its
-    compiled program; unhashable ones get a fresh one."""
+_cached_jit = functools.lru_cache(maxsize=32)(_jit)
+
+
+def _jitted(loss_fn, optimizer, scan: bool, mesh=None):
+    """The jitted epoch (or step) of ``optimizer`` on ``loss_fn`` (outputs replicated over
+    ``mesh`` when given): one per (loss_fn, optimizer, mesh), so training the same pair again
+    (seeds of an equal-time comparison) reuses its compiled program; unhashable ones get a
+    fresh one."""
     try:
-        return _cached_jit(loss_fn, optimizer, scan)
+        return _cached_jit(loss_fn, optimizer, scan, mesh)
     except TypeError:
-        step = make_step(loss_fn, optimizer)
-        return jax.jit(_epoch_fn(step) if scan else step)
+        return _jit(loss_fn, optimizer, scan, mesh)
 
 
 def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, data, *,
           num_epochs: int | None = 1, key: jax.Array | None = None, scan: bool = True,
           progress: bool = False, opt_state=None, budget_seconds: float | None = None,
-          ) -> TrainResult:
+          mesh: Mesh | None = None) -> TrainResult:
     """Train ``params`` on ``loss_fn(params, batch)`` with ``optimizer``.
 
     Args:
@@ -156,6 +176,11 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
         counted): the run stops with ``SUCCESS`` after the epoch that reaches it, and the
         message says the budget ended it (equal-time comparisons give every method the same
         budget, with ``num_epochs=None``).  ``times`` records the steps' wall time.
+      mesh: a mesh with a ``"data"`` axis (``precond.distributed.data_mesh``): each epoch's
+        mini-batches are row-sharded along their batch axis b (a multiple of the devices on
+        the axis), parameters and optimizer state replicated (module docstring).  None: the
+        data as given — already-sharded data stays sharded, parameters replicated onto its
+        mesh.
 
     Returns:
       A :class:`TrainResult`; ``.check()`` raises unless every step ran.
@@ -165,25 +190,31 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
     if callable(data):
         if key is None:
             raise TypeError("data is a function: pass key=jax.random.key(…) to resample it")
-        get = lambda e: data(jax.random.fold_in(key, e))  # noqa: E731
+        draw = lambda e: data(jax.random.fold_in(key, e))  # noqa: E731
     else:
-        get = lambda e: data  # noqa: E731
+        draw = lambda e: data  # noqa: E731
+    # The stack's axis 1 is each mini-batch's batch axis (outside the timed steps).
+    get = draw if mesh is None else (lambda e: shard_rows(draw(e), mesh, axis=1))
     if not all(jnp.issubdtype(jnp.result_type(a), jnp.inexact) for a in jax.tree.leaves(params)):
         raise TypeError("params must be floating-point arrays (gradients need real inputs); "
                         "convert integer or boolean leaves, e.g. jnp.asarray(w, float)")
     opt_state = optimizer.init(params) if opt_state is None else opt_state
     first_batches = get(0)
+    place = mesh if mesh is not None else check_same_mesh(data=first_batches, params=params,
+                                                          opt_state=opt_state)
+    if place is not None:
+        params, opt_state = replicate((params, opt_state), place)
     S = int(jax.tree.leaves(first_batches)[0].shape[0])
     if S == 0:
         raise ValueError("data holds no mini-batch: its leading axis (S, the steps per epoch) "
                          "has length 0")
     stopped = jnp.asarray(False)
     if scan:
-        run, compile_time = compile_ahead(_jitted(loss_fn, optimizer, True), params, opt_state,
-                                          stopped, first_batches)
+        run, compile_time = compile_ahead(_jitted(loss_fn, optimizer, True, place), params,
+                                          opt_state, stopped, first_batches)
     else:
         first = jax.tree.map(lambda a: a[0], first_batches)
-        run, compile_time = compile_ahead(_jitted(loss_fn, optimizer, False), params,
+        run, compile_time = compile_ahead(_jitted(loss_fn, optimizer, False, place), params,
                                           opt_state, first)
 
     def epoch(e, state):
