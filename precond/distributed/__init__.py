@@ -9,7 +9,8 @@ unchanged.  This package only *places* data:
   ``precond.glm.EllRows``), split in equal contiguous blocks over ``"data"``: device i holds rows
   [i·m/P, (i+1)·m/P).  :func:`replicate` puts parameters on every device.
 * :func:`row_sharding`, :func:`mesh_of` and :func:`check_same_mesh` — the sharding rule and the
-  checks entry points share.
+  checks entry points share; :func:`take_rows` (with :func:`row_mesh`) — a sampled mini-batch
+  X[idx] from row-sharded X without gathering X (XLA's own partitioning of that gather would).
 
 The rule for the rest (no communication layer of our own: ``jit`` propagates the input shardings
 and XLA inserts the reductions):
@@ -41,6 +42,8 @@ Example:
   P('data', None)
 """
 
+from .rows import row_mesh as row_mesh
+from .rows import take_rows as take_rows
 from .sharding import DATA_AXIS as DATA_AXIS
 from .sharding import check_same_mesh as check_same_mesh
 from .sharding import data_mesh as data_mesh
