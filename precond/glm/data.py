@@ -18,6 +18,10 @@ Two storage forms, for two access patterns:
 Both row stores are :class:`precond.linalg.LinearOperator` s (with ``.T``), so the Gram operator
 of :mod:`precond.glm.gram` and the solvers of :mod:`precond.linalg` apply to them.
 
+Row-sharded data (:mod:`precond.distributed`): a row store built from row-sharded arrays — X, or
+an ``EllRows`` passed through ``shard_rows`` — records their mesh (static data), and its
+mini-batch ``take`` is then :func:`precond.distributed.take_rows`, which never gathers X.
+
 Example:
   >>> import numpy as np, scipy.sparse as sp
   >>> from precond.glm import data_operator, row_storage
@@ -37,6 +41,7 @@ import scipy.sparse as sp
 from jax.experimental import sparse as jsparse
 from jax.tree_util import register_pytree_node_class
 
+from precond.distributed import row_mesh, take_rows
 from precond.linalg import LinearOperator, SparseOperator, as_operator
 from precond.linalg._checks import as_array
 from precond.validation import check_finite_array, float_dtype
@@ -103,9 +108,15 @@ def row_storage(X, dtype=None) -> DenseRows | EllRows:
 
     Args:
       X: (m, d) dense array, scipy.sparse matrix, BCOO or ``SparseOperator`` (sparse becomes
-        padded rows, never dense).
+        padded rows, never dense), or a row store (e.g. an ``EllRows`` row-sharded by
+        ``precond.distributed.shard_rows``: returned in ``dtype``, its mesh recorded).
       dtype: the float dtype to store (default: X's, integers → float).
     """
+    if isinstance(X, DenseRows) and not X.transposed:
+        return DenseRows(_checked(X.X, dtype))
+    if isinstance(X, EllRows) and not X.transposed:
+        vals = _checked(X.vals, dtype)
+        return EllRows(X.cols, vals, X.d, mesh=row_mesh(vals) if row_mesh(X.cols) else None)
     if isinstance(X, SparseOperator):
         X = X.matrix
     if isinstance(X, jsparse.BCOO):
@@ -191,15 +202,19 @@ class AppendOnesOperator(LinearOperator):
 @register_pytree_node_class
 class DenseRows(LinearOperator):
     """Dense X (m, d) whose rows a minibatch gathers (``take``); ``.T`` applies Xᵀr as
-    ``X.T @ r``."""
+    ``X.T @ r``.  ``mesh``: the mesh X's rows are sharded on (default: read from a concrete X;
+    None when X is on one device), so that ``take`` never gathers X."""
 
-    def __init__(self, X, transposed: bool = False):
+    def __init__(self, X, transposed: bool = False, mesh=None):
         self.X, self.transposed = X, bool(transposed)
+        self.mesh = mesh if mesh is not None else row_mesh(X)
         self.shape = tuple(X.shape[::-1]) if transposed else tuple(X.shape)
         self.dtype = X.dtype
 
     def take(self, idx) -> DenseRows:
-        """The rows ``idx`` (b,) as a (b, d) store."""
+        """The rows ``idx`` (b,) as a (b, d) store (replicated when X is row-sharded)."""
+        if self.mesh is not None:
+            return DenseRows(take_rows(self.X, idx, self.mesh))
         return DenseRows(self.X[idx])
 
     def matvec(self, v):
@@ -210,28 +225,33 @@ class DenseRows(LinearOperator):
 
     @property
     def T(self) -> DenseRows:
-        return DenseRows(self.X, not self.transposed)
+        return DenseRows(self.X, not self.transposed, self.mesh)
 
     def tree_flatten(self):
-        return (self.X,), self.transposed
+        return (self.X,), (self.transposed, self.mesh)
 
     @classmethod
     def tree_unflatten(cls, aux, children):
-        return cls(children[0], aux)
+        return cls(children[0], *aux)
 
 
 @register_pytree_node_class
 class EllRows(LinearOperator):
-    """Sparse X (m, d) as padded rows: X[i, cols[i, j]] += vals[i, j]; ``cols``, ``vals`` (m, k)."""
+    """Sparse X (m, d) as padded rows: X[i, cols[i, j]] += vals[i, j]; ``cols``, ``vals`` (m, k).
+    ``mesh``: the mesh their rows are sharded on (as for :class:`DenseRows`)."""
 
-    def __init__(self, cols, vals, d: int, transposed: bool = False):
+    def __init__(self, cols, vals, d: int, transposed: bool = False, mesh=None):
         self.cols, self.vals, self.d, self.transposed = cols, vals, int(d), bool(transposed)
+        self.mesh = mesh
         m = cols.shape[0]
         self.shape = (self.d, m) if transposed else (m, self.d)
         self.dtype = vals.dtype
 
     def take(self, idx) -> EllRows:
-        """The rows ``idx`` (b,) as a (b, d) store."""
+        """The rows ``idx`` (b,) as a (b, d) store (replicated when the rows are sharded)."""
+        if self.mesh is not None:
+            return EllRows(take_rows(self.cols, idx, self.mesh),
+                           take_rows(self.vals, idx, self.mesh), self.d)
         return EllRows(self.cols[idx], self.vals[idx], self.d)
 
     def matvec(self, v):
@@ -247,10 +267,10 @@ class EllRows(LinearOperator):
 
     @property
     def T(self) -> EllRows:
-        return EllRows(self.cols, self.vals, self.d, not self.transposed)
+        return EllRows(self.cols, self.vals, self.d, not self.transposed, self.mesh)
 
     def tree_flatten(self):
-        return (self.cols, self.vals), (self.d, self.transposed)
+        return (self.cols, self.vals), (self.d, self.transposed, self.mesh)
 
     @classmethod
     def tree_unflatten(cls, aux, children):

@@ -120,9 +120,12 @@ def dense_gram(A, w) -> jax.Array:
 
 
 def _on_host_cpu(*arrays) -> bool:
-    """Concrete (not traced) arrays that live in host memory: numpy, or jax arrays on the CPU."""
+    """Concrete (not traced) arrays that live in host memory: numpy, or jax arrays on the CPU —
+    on one device: row-sharded data stays on its devices (XLA's GEMM and one all-reduce)."""
     for a in arrays:
         if isinstance(a, jax.core.Tracer):
+            return False
+        if isinstance(a, jax.Array) and len(a.devices()) > 1:
             return False
         if isinstance(a, jax.Array) and any(dev.platform != "cpu" for dev in a.devices()):
             return False
