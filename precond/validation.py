@@ -157,9 +157,18 @@ def check_options(given: Mapping[str, Any], valid: Iterable[str], what: str) -> 
 
 
 def check_finite_array(x, name: str) -> None:
-    """Raise ``ValueError`` when a concrete array contains NaN or inf (tracers pass)."""
+    """Raise ``ValueError`` when a concrete array contains NaN or inf (tracers pass).
+
+    An array spread over several devices (row-sharded data, precond.distributed) is checked where
+    it lives, by a reduction on its devices: copying it to the host would gather it (and fails
+    for an array that spans other processes' devices).
+    """
     if is_concrete(x) and jnp.issubdtype(jnp.result_type(x), jnp.inexact):
-        if not bool(np.all(np.isfinite(np.asarray(x)))):
+        if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1:
+            finite = bool(jnp.all(jnp.isfinite(x)))
+        else:
+            finite = bool(np.all(np.isfinite(np.asarray(x))))
+        if not finite:
             raise ValueError(f"{name} contains NaN or inf")
 
 
