@@ -1,0 +1,67 @@
+"""Row-sharded data on 4 host devices gives the single-device answers and is never gathered.
+
+One subprocess (4 CPU devices need XLA_FLAGS before jax starts; float64) runs
+``sharded_entry_points.py``: every entry point below on row-sharded X and on one device with the
+same key, with XLA dumping the compiled programs so that a gathered X (an array of X's full shape
+inside a program of the sharded run) is caught.  The subset is what fits the suite's CPU budget;
+the script with no arguments runs every entry point (docs/distributed.md has that run).
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+SCRIPT = pathlib.Path(__file__).with_name("sharded_entry_points.py")
+ENTRIES = ["xtx_matvec", "glm_hessian", "elastic_net", "logistic_sketchy_sgd"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    dump = tmp_path_factory.mktemp("hlo")
+    flags = (f"--xla_force_host_platform_device_count=4 --xla_dump_to={dump} "
+             "--xla_dump_hlo_as_text --xla_backend_optimization_level=0 "
+             "--xla_llvm_disable_expensive_passes=true")
+    env = {**os.environ, "XLA_FLAGS": flags, "JAX_PLATFORMS": "cpu", "PRECOND_DUMP": str(dump)}
+    out = subprocess.run([sys.executable, str(SCRIPT), *ENTRIES], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    (line,) = [ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")]
+    return json.loads(line[len("RESULT "):])
+
+
+def test_four_devices_give_the_single_device_answers(run):
+    assert run["devices"] == 4
+    assert sorted(run["rel"]) == sorted(ENTRIES)
+    for name, rel in run["rel"].items():
+        assert rel <= 1e-10, (name, rel)
+
+
+def test_inputs_and_answers_keep_their_layout(run):
+    assert run["inputs_sharded"] == ["P('data', None)", "P('data',)", "P('data',)",
+                                     "P('data', None)"]
+    assert run["X_still_sharded"] and run["row_store_mesh"]
+    # parameters, solutions and matrix-free products are replicated (d,) vectors
+    assert set(run["sharding"].values()) == {"P()"}, run["sharding"]
+
+
+def test_no_program_of_the_sharded_run_holds_all_of_X(run):
+    assert run["programs_checked"] > 5  # the dump worked
+    assert run["gathered"] == {}
+
+
+@pytest.mark.parametrize("case, error", [
+    ("no_data_axis", "ValueError: mesh must have an axis named 'data'"),
+    ("rows_not_divisible", "ValueError: shard_rows: 90 rows are not a multiple of the 4"),
+    ("incompatible_mesh", "ValueError: shard_rows: X is already sharded over devices"),
+    ("mixed_meshes", "ValueError: arrays sharded on incompatible meshes"),
+    ("sparse_direct", "TypeError: shard_rows: sparse X"),
+    ("too_many_devices", "ValueError: devices must satisfy"),
+    ("nonfinite_sharded", "ValueError: X contains NaN or inf"),
+])
+def test_bad_input_is_a_clear_error(run, case, error):
+    assert run["errors"][case] is not None and run["errors"][case].startswith(error), \
+        run["errors"][case]
