@@ -262,7 +262,11 @@ class _Runner:
         self.sample = jax.jit(problem.sample_batch)
         if mesh is not None:  # drawn, then each batch row-sharded (outside the timed steps)
             self.sample = sharded_sampler(self.sample, mesh)
-            self.sample(jax.random.key(0))  # a batch size the devices do not divide fails now
+            try:  # a batch size the devices do not divide fails now, before any unit
+                self.sample(jax.random.key(0))
+            except ValueError as err:
+                raise ValueError(f"{problem.name}: its mini-batches cannot be split over the "
+                                 f"mesh (use fewer devices): {err}") from None
         self.metric = jax.jit(problem.metric) if problem.metric is not None else None
         _, self.unravel = ravel_pytree(problem.init_params(jax.random.key(0)))
         self._compiled: dict = {} if cache is None else cache

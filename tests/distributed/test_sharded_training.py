@@ -116,6 +116,11 @@ _SCRIPT = textwrap.dedent(r'''
             a, b = np.asarray(u["loss"], float), np.asarray(v["loss"], float)
             rels[uid] = float(np.max(np.abs(a - b)) / np.max(np.abs(a)))
     out["compare_rel"] = rels
+    from precond.problems.registry import get_problem
+
+    odd_problem = get_problem("franke", quick=True, num_points=250)
+    out["err_protocol"] = error(lambda: run_protocol(config, tmp / "odd", problem=odd_problem,
+                                                     mesh=mesh))
 
     def cli(args):
         err = io.StringIO()
@@ -173,6 +178,8 @@ def test_presharded_data_keeps_its_mesh(result):
 def test_bad_input_is_a_clear_error(result):
     assert "6 rows are not a multiple of the 4 devices" in result["err_rows"]
     assert result["err_axis"].startswith("ValueError") and "'data'" in result["err_axis"]
+    assert "franke: its mini-batches cannot be split over the mesh (use fewer devices): " \
+        "shard_rows: 250 rows are not a multiple of the 4 devices" in result["err_protocol"]
     rc, err = result["ridge_rows"]
     assert rc == 2 and "--n 66 is not a multiple of the 4 devices" in err
     rc, err = result["compare_many"]
