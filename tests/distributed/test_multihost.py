@@ -1,5 +1,6 @@
-"""The multi-host path: two processes over localhost, ``jax.distributed.initialize`` with CPU
-collectives (gloo), one Nyström PCG solve on row-sharded X and one sharded training step."""
+"""The multi-host path: examples/multihost.py as two processes over localhost
+(``jax.distributed.initialize``, CPU collectives: gloo, 2 devices each), one Nyström PCG solve on
+row-sharded X that each process loads half of, and one sharded training step."""
 
 import json
 import os
@@ -8,7 +9,7 @@ import socket
 import subprocess
 import sys
 
-WORKER = pathlib.Path(__file__).with_name("multihost_worker.py")
+EXAMPLE = pathlib.Path(__file__).resolve().parents[2] / "examples" / "multihost.py"
 
 
 def _free_port() -> int:
@@ -22,7 +23,8 @@ def test_two_processes_solve_and_step_on_rows_they_each_hold():
     env = {**os.environ, "JAX_PLATFORMS": "cpu",
            "XLA_FLAGS": "--xla_backend_optimization_level=0 "
                         "--xla_llvm_disable_expensive_passes=true"}
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), str(port)],
+    procs = [subprocess.Popen([sys.executable, str(EXAMPLE), "--process-id", str(i),
+                               "--num-processes", "2", "--coordinator", f"localhost:{port}"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
              for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
