@@ -48,6 +48,7 @@ NEWTON_STEPS = 20
 _HALVINGS = 10
 _ARMIJO = 1e-4
 _RANK = 50  # the default Nyström rank cap
+_BATCH = 64  # the default gradient minibatch (cap)
 _SUPPORT = 1024  # prox supports up to this size build the Newton matrix from their rows only
 
 
@@ -256,10 +257,11 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
     preconditioner (:func:`precond.stochastic.estimate_curvature`: rank r on a b_H-subsample,
     damping ρ) and η = ½/L̂ with L̂ = λ_max(P⁻¹(H_S′ + μI)); both are refreshed every
     ``refresh`` epochs (default: every epoch for logistic, once for least squares, whose Hessian
-    does not move).  Defaults as for :func:`precond.stochastic.solve` (b_g = min(256, n),
-    b_H = ⌊√n⌋) except the rank, r = min(50, d, b_H) (a rank-10 sketch left most of a spread
-    spectrum unpreconditioned; see docs/bench/sapphire.md), and ρ = μ + λ₂·mean(weights) for an
-    elastic net (the penalty's curvature).  One epoch costs n + 2⌊n/b_g⌋b_g gradient
+    does not move).  Defaults as for :func:`precond.stochastic.solve` (b_H = ⌊√n⌋) except
+    b_g = min(64, n) and r = min(50, d, b_H) (on random-feature lasso and ℓ1-logistic, b_g = 256
+    needed about 3× the data passes, and a rank-10 sketch left most of the spectrum
+    unpreconditioned; see docs/bench/sapphire.md), and ρ = μ + λ₂·mean(weights) for an elastic
+    net (the penalty's curvature).  One epoch costs n + 2⌊n/b_g⌋b_g gradient
     evaluations (≈ 3 data passes).  A fixed point is the composite optimum: there g = ∇F(w*)
     and w* solves the step.  Data in sparse storage (``EllRows``) stays sparse.
 
@@ -274,8 +276,9 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
         (λ₁, λ₂ ≥ 0), with ``weights`` (d,) ≥ 0.
       epochs: the most epochs (≥ 1).
       key: a jax.random key (minibatches, sketches); required.
-      batch_size, hessian_batch_size, refresh, x0: b_g, b_H, epochs between refreshes
-        (0 = once), the start (d,): as for :func:`precond.stochastic.solve`.
+      batch_size: b_g, the gradient minibatch (default min(64, n)).
+      hessian_batch_size, refresh, x0: b_H, epochs between refreshes (0 = once), the start
+        (d,): as for :func:`precond.stochastic.solve`.
       rank: r, the Nyström rank (default min(50, d, b_H)).
       rho: ρ ≥ 0, P's damping (default μ + λ₂·mean(weights)).
       lr: η > 0 (default ½/L̂).
@@ -309,6 +312,8 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
         rho = float(problem.mu)
         if isinstance(penalty, ElasticNetPenalty):
             rho += float(penalty.l2) * float(jnp.mean(penalty.weights))
+    if batch_size is None:  # b_g = min(64, n): see docs/bench/sapphire.md
+        batch_size = min(_BATCH, problem.n)
     defaults = resolve_defaults(problem, batch_size=batch_size,
                                 hessian_batch_size=hessian_batch_size, rank=rank, rho=rho,
                                 refresh=refresh)
