@@ -31,8 +31,15 @@ demo: $(VENV)/.installed
 
 # The test suite (float64, switched on by tests/conftest.py), then every docstring example in
 # its own process, where x64 stays off: examples pass in float32 or switch x64 on themselves.
+# Both share one JAX compilation cache for the run (every program, however fast it compiled), so
+# a program that the two xdist workers, a CLI subprocess or a joblib worker all need compiles
+# once; it starts empty and is removed afterwards (a cache kept between runs would hide
+# compile-time regressions).
 test: $(VENV)/.installed-dev
-	$(PY) -m pytest
+	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
+	export JAX_COMPILATION_CACHE_DIR="$${JAX_COMPILATION_CACHE_DIR:-$$cache}" \
+	  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 && \
+	$(PY) -m pytest && \
 	XLA_FLAGS="$${XLA_FLAGS:---xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true}" \
 	  $(PY) -m pytest --doctest-modules precond -p no:cacheprovider --durations=5
 
