@@ -17,9 +17,12 @@ data rows, losses and the Hessian operator (``GLMHessian``, now
 from precond.glm.penalties import L1 as L1
 from precond.glm.penalties import ElasticNetPenalty as ElasticNetPenalty
 
+from ._common import RANK_MEMORY as RANK_MEMORY
 from ._common import Curvature as Curvature
 from ._common import StochasticMethod as StochasticMethod
 from ._common import StochasticResult as StochasticResult
+from ._common import adaptive_batch_size as adaptive_batch_size
+from ._common import adaptive_rank as adaptive_rank
 from ._common import epoch_batches as epoch_batches
 from ._common import estimate_curvature as estimate_curvature
 from ._common import solve as solve

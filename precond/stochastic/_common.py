@@ -4,6 +4,7 @@ a method's epochs under the host driver :func:`precond.loop.run_epochs`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any, NamedTuple
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..linalg import LowRankPlusIdentity, congruence
-from ..linalg.nystrom import NystromPreconditioner, nystrom
+from ..linalg.nystrom import NystromPreconditioner, nystrom, nystrom_adaptive
 from ..linalg.operators import IdentityOperator
 from ..linalg.power import power_iteration
 from ..linalg.status import Status, check_status
@@ -29,11 +30,14 @@ from ..validation import (
 from .problems import GLMProblem
 
 __all__ = ["StochasticMethod", "StochasticResult", "Curvature", "Defaults", "resolve_defaults",
-           "estimate_curvature", "epoch_batches", "solve", "check_lr", "learning_rate",
-           "constant_rate", "init_at", "identity"]
+           "estimate_curvature", "adaptive_rank", "adaptive_batch_size", "RANK_MEMORY",
+           "epoch_batches", "solve", "check_lr", "learning_rate", "constant_rate", "init_at",
+           "identity"]
 
 # Cap on power-iteration steps for λ_max(P⁻¹H) (it usually stops much earlier, at 1e-3 relative).
 _POWER_STEPS = 50
+RANK_MEMORY = 2**26
+"""Default memory budget (bytes) of the adaptive rank's U (d × r): r ≤ RANK_MEMORY/(itemsize·d)."""
 
 
 class StochasticMethod(NamedTuple):
@@ -79,6 +83,9 @@ class StochasticResult(NamedTuple):
     grad_norm: ‖∇F‖ per epoch; lr: the learning rate used in each epoch (nan at index 0);
     compile_time: seconds spent compiling, reported apart.  ``converged`` and ``compile_time``
     are 0-d numpy arrays.
+    The hyperparameters the run actually used (the adaptive defaults' choices included):
+    rank: r, the Nyström rank (0 when P = I); rho: ρ, the damping (nan when P = I);
+    batch_size: b_g; hessian_batch_size: b_H; steps_per_epoch: ⌊n/b_g⌋.
     """
 
     x: jax.Array
@@ -90,6 +97,11 @@ class StochasticResult(NamedTuple):
     grad_norm: np.ndarray
     lr: np.ndarray
     compile_time: np.ndarray
+    rank: int = 0
+    rho: float = float("nan")
+    batch_size: int = 0
+    hessian_batch_size: int = 0
+    steps_per_epoch: int = 0
 
     def check(self) -> StochasticResult:
         """``self`` if the run converged, else raise :class:`precond.linalg.SolverError`."""
@@ -118,8 +130,11 @@ def resolve_defaults(problem: GLMProblem, *, batch_size, hessian_batch_size, ran
                      refresh) -> Defaults:
     """Fill in PROMISE's defaults and check every hyperparameter.
 
-    b_g = min(256, n); b_H = ⌊√n⌋; r = min(10, d); ρ = μ (see ``sketchy_sgd``); refresh every
-    epoch for logistic (the Hessian moves with w), once for least squares (it does not).
+    b_g = min(256, n); b_H = ⌊√n⌋; r = min(10, d, b_H); ρ = μ (see ``sketchy_sgd``); refresh
+    every epoch for logistic (the Hessian moves with w), once for least squares (it does not).
+    These are the fixed values: for the preconditioned methods :func:`solve` then replaces an
+    r and a b_g that were not given by :func:`adaptive_rank` (r here is its first rank) and
+    :func:`adaptive_batch_size`.
     """
     if not isinstance(problem, GLMProblem):
         raise TypeError("problem must be a GLMProblem from precond.stochastic.least_squares or "
@@ -212,6 +227,98 @@ def _lambda_max(A, key):
                            criterion="rayleigh").eigenvalue
 
 
+def _rank_cap(problem: GLMProblem, bh: int, max_rank, memory) -> int:
+    """min(d, b_H, max_rank, memory/(itemsize·d)), ≥ 1: H_S has rank ≤ b_H; U is d × r."""
+    itemsize = jnp.dtype(problem.dtype).itemsize
+    by_memory = int(check_positive(memory, "memory") // (itemsize * problem.d))
+    cap = min(problem.d, bh, max(by_memory, 1))
+    if max_rank is not None:
+        cap = min(cap, check_int(max_rank, "max_rank", low=1))
+    return cap
+
+
+def adaptive_rank(problem: GLMProblem, w, key, rho, *, hessian_batch_size: int,
+                  initial_rank: int = 10, max_rank: int | None = None,
+                  memory: float = RANK_MEMORY) -> int:
+    """The Nyström rank r that the spectrum of H_S(w) asks for: doubled until the sketch covers
+    every direction of curvature above ρ, within a cap.
+
+    r starts at ``initial_rank`` and doubles (:func:`precond.linalg.nystrom_adaptive` on
+    H_S(w) − μI, S a uniform b_H-subsample) until the estimated ‖H_S − Ĥ_S‖ ≤ ρ — the curvature
+    the sketch leaves out is at most the damping, so P⁻¹ = (Ĥ_S + ρI)⁻¹ (scaled) preconditions
+    all of the effective dimension d_eff(ρ) — or until the cap
+    r_max = min(d, b_H, ``max_rank``, ``memory``/(itemsize·d)) (H_S has rank ≤ b_H; U is d × r).
+    A fast-decaying spectrum keeps r small; a spread one grows it to the cap.  A host loop: each
+    doubling is a new shape, compiled once per shape (≤ log₂ r_max of them).
+
+    Args:
+      problem: the GLM (n samples, d features).
+      w: the point (d,).
+      key: a jax.random key (subsample and sketches).
+      rho: ρ ≥ 0, the damping the preconditioner will use.
+      hessian_batch_size: b_H, the Hessian subsample size.
+      initial_rank: the first r.
+      max_rank: an extra cap on r (default none beyond d, b_H and memory).
+      memory: bytes allowed for U (d × r).
+
+    Example:
+      >>> import jax, numpy as np
+      >>> from precond.stochastic import adaptive_rank, logistic
+      >>> X = np.random.default_rng(0).standard_normal((400, 30))
+      >>> p = logistic(X, (X[:, 0] > 0).astype(float), 1e-3)
+      >>> adaptive_rank(p, np.zeros(30), jax.random.key(0), 1e-3, hessian_batch_size=40)
+      30
+    """
+    if not isinstance(problem, GLMProblem):
+        raise TypeError(f"problem must be a GLMProblem, got {type(problem).__name__}")
+    bh = check_int(hessian_batch_size, "hessian_batch_size", low=1, high=problem.n)
+    rho = check_nonnegative(rho, "rho")
+    check_key(key)
+    cap = _rank_cap(problem, bh, max_rank, memory)
+    r0 = min(check_int(initial_rank, "initial_rank", low=1), cap)
+    k_s, k_sketch = jax.random.split(key)
+    H = problem.hessian(jnp.asarray(w, problem.dtype), _sample(k_s, problem.n, bh), shift=False)
+    return nystrom_adaptive(H, rho, k_sketch, initial_rank=r0, max_rank=cap,
+                            tolerance=1.0).rank
+
+
+@jax.jit
+def _smoothness_ratio(problem, w, precond, L, idx):
+    """max_{i∈S} φ″(xᵢᵀw)·xᵢᵀP⁻¹xᵢ / L̂ over the rows S = ``idx``."""
+    rows = problem.rows.take(idx)
+    X = rows.matmat(jnp.eye(problem.d, dtype=problem.dtype))  # (|S|, d), dense
+    h = problem.loss.take(idx).hess_diag(X @ w)
+    q = jnp.sum(X * precond.matmat(X.T).T, axis=1)
+    return jnp.max(h * q) / L
+
+
+def adaptive_batch_size(problem: GLMProblem, w, curvature: Curvature, key, *, rank: int,
+                        hessian_batch_size: int) -> int:
+    """The gradient minibatch b_g from the estimated costs: b_g = min(n, 2^⌈log₂ max(r, L̂_max/L̂)⌉).
+
+    Two costs set it.  A step's work is 2b_g·d (the minibatch gradient) plus 2d·r (applying
+    P⁻¹), so b_g ≥ r keeps the preconditioner at most half of it.  And the step
+    η = ½/L̂ is safe for a minibatch only when the minibatch's smoothness L̂ + L̂_max/b_g stays
+    within 2L̂ (Gazagnadou, Gower and Salmon's expected smoothness of b-nice sampling), so
+    b_g ≥ L̂_max/L̂, with L̂_max = max_{i∈S} φ″(xᵢᵀw)·xᵢᵀP⁻¹xᵢ over a b_H-subsample S; a larger
+    b_g would only make fewer steps per data pass.  Rounded up to a power of two (fewer
+    compiled shapes).  An epoch is then ⌊n/b_g⌋ steps (one data pass of minibatch gradients).
+
+    Args:
+      problem: the GLM (n samples, d features).
+      w: the point (d,) the curvature was estimated at.
+      curvature: the :class:`Curvature` (P⁻¹ and L̂) at w.
+      key: a jax.random key (the subsample S).
+      rank: r, the rank of P⁻¹ (1 for P = I).
+      hessian_batch_size: b_H, the size of S.
+    """
+    bh = check_int(hessian_batch_size, "hessian_batch_size", low=1, high=problem.n)
+    ratio = float(_smoothness_ratio(problem, jnp.asarray(w, problem.dtype), curvature.precond,
+                                    curvature.L, _sample(key, problem.n, bh)))
+    want = max(int(rank), int(np.ceil(ratio)) if np.isfinite(ratio) else problem.n, 1)
+    return int(min(problem.n, 2 ** int(np.ceil(np.log2(want)))))
+
+
 def epoch_batches(key, n: int, batch_size: int) -> jax.Array:
     """(m, b) minibatch indices for one epoch, m = ⌊n/b⌋: a random permutation cut into blocks
     (random reshuffling), so each minibatch is a uniform b-subset (b-nice) and an epoch touches
@@ -275,7 +382,8 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
           batch_size: int | None = None, hessian_batch_size: int | None = None,
           rank: int | None = None, rho: float | None = None, refresh: int | None = None,
           lr: float | None = None, x0=None, tol: float = 1e-10, target: float | None = None,
-          progress: bool = False) -> StochasticResult:
+          progress: bool = False, max_rank: int | None = None,
+          stall_decay: float | None = None) -> StochasticResult:
     """Run ``method`` for up to ``epochs`` epochs on ``problem`` with PROMISE's defaults.
 
     The host loop is :func:`precond.loop.run_epochs`: ``method.init``, the curvature estimate
@@ -286,14 +394,23 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
     methods with ``lr=None`` estimate L̂ = λ_max(H_S′ + μI) once at x₀; with a given ``lr`` they
     skip it.
 
+    Adaptive defaults of the preconditioned methods (``method.sketchy``), each only when its
+    argument is None: the rank r follows the spectrum of H_S(x₀) (:func:`adaptive_rank`: doubled
+    from min(10, d, b_H) until ‖H_S − Ĥ_S‖ ≤ ρ, capped by d, b_H, ``max_rank`` and a memory
+    budget), then the minibatch follows the costs (:func:`adaptive_batch_size`: b_g =
+    min(n, 2^⌈log₂ max(r, L̂_max/L̂)⌉), so an epoch is ⌊n/b_g⌋ steps).  Both are chosen once, at
+    x₀ (the rank search's seconds, compilation of each new rank included, count in ``times``);
+    later refreshes keep r.  The result records r, ρ, b_g, b_H and ⌊n/b_g⌋.
+
     Args:
       method: a :class:`StochasticMethod` (``SketchySGD``, ``SketchySVRG``, …, or your own).
       problem: a :class:`GLMProblem` (n samples, d features).
       epochs: the most epochs to run (≥ 1).
       key: a jax.random key (minibatches, sketches); required.
-      batch_size: b_g, the gradient minibatch (default min(256, n)).
+      batch_size: b_g, the gradient minibatch (default: adaptive for preconditioned methods,
+        min(256, n) for the others).
       hessian_batch_size: b_H, the Hessian subsample (default ⌊√n⌋).
-      rank: r, the Nyström rank (default min(10, d, b_H)).
+      rank: r, the Nyström rank (default: adaptive, see above).
       rho: ρ ≥ 0, the preconditioner's damping (default μ).
       refresh: epochs between preconditioner refreshes, 0 = once (default: every epoch for
         logistic, once for least squares).
@@ -302,6 +419,10 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
       tol: stop when ‖∇F‖ ≤ tol·max(1, ‖∇F(x₀)‖).
       target: stop when F ≤ target.
       progress: show a rich progress bar.
+      max_rank: a cap on the adaptive rank (default none beyond d, b_H and memory).
+      stall_decay: γ ∈ (0, 1) or None: multiply the step by γ after every epoch whose objective
+        is not below the best one so far (for methods whose ``hyper`` is the step η itself, as
+        SGD's); None keeps the method's own rule.
 
     Example:
       >>> import jax, numpy as np
@@ -320,14 +441,18 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
     check_key(key)
     tol = check_nonnegative(tol, "tol")
     target = None if target is None else check_real(target, "target")
+    if max_rank is not None:
+        max_rank = check_int(max_rank, "max_rank", low=1)
+    if stall_decay is not None:
+        stall_decay = check_positive(stall_decay, "stall_decay")
+        if stall_decay >= 1.0:
+            raise ValueError(f"stall_decay must be in (0, 1), got {stall_decay}")
     x = _start(problem, x0)
     dtype = problem.dtype
     every = defaults.refresh if method.sketchy else 0
     # Unpreconditioned methods use the estimate only for η (once, and not at all with a given
     # lr); their rank is unused, and a fixed value keeps one compiled variant.
     estimate = method.sketchy or lr is None
-    static = dict(rank=defaults.rank if method.sketchy else 1, bh=defaults.hessian_batch_size,
-                  sketchy=method.sketchy)
     rho = jnp.asarray(defaults.rho, dtype)
 
     init_c, compile_time = compile_ahead(method.init, problem, x)
@@ -336,6 +461,17 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
     (state, evals0), elapsed = timed(init_c, problem, x)
 
     key, k_curv = jax.random.split(key)
+    # Keys of the adaptive choices are folded from k_curv: the main stream stays as with a
+    # given rank and batch size.
+    if method.sketchy and rank is None:
+        t0 = time.perf_counter()
+        r = adaptive_rank(problem, x, jax.random.fold_in(k_curv, 1), defaults.rho,
+                          hessian_batch_size=defaults.hessian_batch_size,
+                          initial_rank=defaults.rank, max_rank=max_rank)
+        elapsed += time.perf_counter() - t0
+        defaults = defaults._replace(rank=r)
+    static = dict(rank=defaults.rank if method.sketchy else 1, bh=defaults.hessian_batch_size,
+                  sketchy=method.sketchy)
     curv_c = None
     if estimate:
         curv_c, dt = compile_ahead(estimate_curvature, problem, x, k_curv, rho, **static)
@@ -344,10 +480,20 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
         elapsed += dt
     else:
         curv = Curvature(IdentityOperator(problem.d, dtype), jnp.asarray(jnp.nan, dtype))
+    if method.sketchy and batch_size is None:
+        t0 = time.perf_counter()
+        b = adaptive_batch_size(problem, x, curv, jax.random.fold_in(k_curv, 2),
+                                rank=defaults.rank,
+                                hessian_batch_size=defaults.hessian_batch_size)
+        elapsed += time.perf_counter() - t0
+        defaults = defaults._replace(batch_size=b)
     hyper0 = method.hyper(curv.L, lr, defaults, problem, 0)
     epoch_c, dt = compile_ahead(method.epoch, problem, state, curv, hyper0, key,
                                 batch_size=defaults.batch_size)
     compile_time += dt
+
+    # The stall schedule's host state: the best objective so far and the step's multiplier.
+    stall = {"best": float(f0), "scale": 1.0}
 
     def epoch(k, carry):
         key, state, curv = carry
@@ -355,12 +501,18 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
         if curv_c is not None and k > 0 and every > 0 and k % every == 0:
             curv = curv_c(problem, method.iterate(state), k_curv, rho)
         hyper = method.hyper(curv.L, lr, defaults, problem, k)
+        if stall_decay is not None:
+            hyper = hyper * jnp.asarray(stall["scale"], dtype)
         state, evals = epoch_c(problem, state, curv, hyper, k_epoch)
         return (key, state, curv), (evals, hyper)
 
     def evaluate(carry, out):
         evals, hyper = out
         f, gn = (float(v) for v in _value_and_grad_norm(problem, method.iterate(carry[1])))
+        if stall_decay is not None:
+            if not f < stall["best"]:
+                stall["scale"] *= stall_decay
+            stall["best"] = min(stall["best"], f)
         return _Record(f, gn, int(evals), float(method.lr_of(hyper)))
 
     def converged(r):
@@ -381,4 +533,9 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
         status=status,
         grad_norm=np.asarray([float(g0)] + [r.grad_norm for r in rec]),
         lr=np.asarray([np.nan] + [r.lr for r in rec]),
-        compile_time=np.asarray(compile_time))
+        compile_time=np.asarray(compile_time),
+        rank=int(defaults.rank) if method.sketchy else 0,
+        rho=float(defaults.rho) if method.sketchy else float("nan"),
+        batch_size=int(defaults.batch_size),
+        hessian_batch_size=int(defaults.hessian_batch_size),
+        steps_per_epoch=int(problem.n // defaults.batch_size))
