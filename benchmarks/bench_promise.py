@@ -246,7 +246,7 @@ def ablations(out: str) -> int:
                  f"({total:.0f} s; load average {load[0]:.1f} at the end).  Machine: "
                  f"{machine()}.  μ = 1e-2/n, target F − F* ≤ 1e-4, Fashion-MNIST with 500 RBF "
                  "features.", ""]
-    pathlib.Path(out).write_text("\n".join(text) + "\n")
+    atomic_write(out, "\n".join(text) + "\n")
     print(f"wrote {out} in {total:.0f} s")
     return 0
 
