@@ -165,7 +165,9 @@ def check_finite_array(x, name: str) -> None:
     """
     if is_concrete(x) and jnp.issubdtype(jnp.result_type(x), jnp.inexact):
         if isinstance(x, jax.Array) and len(x.sharding.device_set) > 1:
-            finite = bool(jnp.all(jnp.isfinite(x)))
+            # Eagerly even when x is a constant captured under a jit trace (else a tracer).
+            with jax.ensure_compile_time_eval():
+                finite = bool(jnp.all(jnp.isfinite(x)))
         else:
             finite = bool(np.all(np.isfinite(np.asarray(x))))
         if not finite:

@@ -120,6 +120,7 @@ def main():
     del out["sharded"]
 
     mesh2 = data_mesh(2)
+    Xnan = shard_rows(np.where(np.arange(M)[:, None] == 50, np.nan, X), mesh)
     out["errors"] = {
         "no_data_axis": error_of(lambda: shard_rows(X, jax.sharding.Mesh(
             np.array(jax.devices()), ("batch",)))),
@@ -131,6 +132,8 @@ def main():
         "too_many_devices": error_of(lambda: data_mesh(5)),
         "nonfinite_sharded": error_of(lambda: data_operator(shard_rows(
             np.where(np.arange(M)[:, None] == 50, np.nan, X), mesh))),
+        # A sharded constant captured by a jitted function is checked too (not a tracer error).
+        "nonfinite_captured": error_of(lambda: jax.jit(lambda: data_operator(Xnan).matvec(bs))()),
     }
     print("RESULT " + json.dumps(out))
 

@@ -64,6 +64,7 @@ def test_no_program_of_the_sharded_run_holds_all_of_X(run):
     ("sparse_direct", "TypeError: shard_rows: sparse X"),
     ("too_many_devices", "ValueError: devices must satisfy"),
     ("nonfinite_sharded", "ValueError: X contains NaN or inf"),
+    ("nonfinite_captured", "ValueError: X contains NaN or inf"),
 ])
 def test_bad_input_is_a_clear_error(run, case, error):
     assert run["errors"][case] is not None and run["errors"][case].startswith(error), \
