@@ -33,7 +33,7 @@ import numpy as np
 from jax.tree_util import register_pytree_node_class
 
 from ..glm import EllRows, GramOperator, LogisticLoss, SquaredLoss, row_storage
-from ..validation import check_nonnegative
+from ..validation import check_finite_array, check_nonnegative
 
 __all__ = ["GLMProblem", "GLMHessian", "least_squares", "logistic"]
 
@@ -140,24 +140,28 @@ def _build(kind, X, y, mu, dtype) -> GLMProblem:
     n, d = rows.shape
     if n == 0 or d == 0:
         raise ValueError(f"X must have at least one row and one column, got shape {(n, d)}")
-    y = np.asarray(y)
+    # A jax.Array y stays where it is (row-sharded y with row-sharded X: checked and mapped by
+    # reductions on its devices, never gathered to the host); anything else is host data.
+    if not isinstance(y, jax.Array):
+        y = np.asarray(y)
     if y.ndim != 1 or y.shape[0] != n:
         raise ValueError(f"y has shape {y.shape}; expected ({n},) to match X's {n} rows")
     if not np.issubdtype(y.dtype, np.number) and y.dtype != bool:
         raise TypeError(f"y must be numeric, got dtype {y.dtype}")
-    if not np.all(np.isfinite(y.astype(np.float64))):
-        raise ValueError("y contains NaN or inf")
     mu_f = check_nonnegative(mu, "mu")
     ftype = rows.dtype
-    y = y.astype(np.float64)
+    y = jnp.asarray(y).astype(ftype)
+    check_finite_array(y, "y")
     if kind == "logistic":
-        labels = set(np.unique(y).tolist())
-        if labels <= {0.0, 1.0}:
-            y = 2.0 * y - 1.0
-        elif not labels <= {-1.0, 1.0}:
-            shown = sorted(labels)[:6]
+        with jax.ensure_compile_time_eval():
+            zero_one = bool(jnp.all((y == 0) | (y == 1)))
+            plus_minus = bool(jnp.all(jnp.abs(y) == 1))
+        if zero_one:
+            y = 2 * y - 1
+        elif not plus_minus:
+            shown = np.unique(np.asarray(y)).tolist()[:6]
             raise ValueError(f"logistic labels must be {{0, 1}} or {{-1, +1}}; got values {shown}")
-    return GLMProblem(rows, jnp.asarray(y, ftype), jnp.asarray(mu_f, ftype), kind)
+    return GLMProblem(rows, y, jnp.asarray(mu_f, ftype), kind)
 
 
 def least_squares(X, y, mu, *, dtype=None) -> GLMProblem:

@@ -91,6 +91,8 @@ def main():
     names = sys.argv[1:] or list(entries(Xs, bs, ys, rows_s))
     out["inputs_sharded"] = [str(a.sharding.spec) for a in (Xs, bs, ys, rows_s.vals)]
     out["row_store_mesh"] = row_storage(rows_s).mesh is not None and row_mesh(Xs) is mesh
+    out["glm_y_sharding"] = [str(stochastic.logistic(Xs, ys, 1e-2).y.sharding.spec),
+                             str(stochastic.least_squares(Xs, bs, 1e-2).y.sharding.spec)]
     for name, fn in entries(Xs, bs, ys, rows_s).items():
         if name not in names:
             continue

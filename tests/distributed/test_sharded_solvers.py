@@ -47,6 +47,7 @@ def test_inputs_and_answers_keep_their_layout(run):
     assert run["inputs_sharded"] == ["P('data', None)", "P('data',)", "P('data',)",
                                      "P('data', None)"]
     assert run["X_still_sharded"] and run["row_store_mesh"]
+    assert run["glm_y_sharding"] == ["P('data',)", "P('data',)"]  # y kept on its devices
     # parameters, solutions and matrix-free products are replicated (d,) vectors
     assert set(run["sharding"].values()) == {"P()"}, run["sharding"]
 
