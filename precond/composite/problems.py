@@ -277,10 +277,15 @@ def _check_xy(X, y, *, name_y: str = "y"):
     return A, y
 
 
-def _check_labels(y):
-    vals = np.unique(np.asarray(y))
-    if not np.all(np.isin(vals, [-1.0, 1.0])):
-        raise ValueError(f"labels must be −1/+1 (binary), got values {vals[:5].tolist()}")
+def _check_labels(y, where=None):
+    """Raise unless every label y (where ``where``) is −1 or +1: a reduction on y's devices, so
+    row-sharded y (precond.distributed), on other processes' devices too, is never gathered."""
+    with jax.ensure_compile_time_eval():
+        ok = jnp.abs(y) == 1
+        if bool(jnp.all(ok if where is None else ok | ~where)):
+            return
+    vals = np.unique(np.asarray(y if where is None else y[where]))  # the error's values only
+    raise ValueError(f"labels must be −1/+1 (binary), got values {vals[:5].tolist()}")
 
 
 def _sample_weight(sample_weight, m, dtype):
@@ -427,7 +432,7 @@ def svm_dual(K, y, C: float, *, fit_intercept: bool = True, sample_weight=None
     n, dt = K.shape[0], K.dtype
     w = _sample_weight(sample_weight, n, dt)
     y = jnp.where(w > 0, y, 0.0)
-    _check_labels(y[w > 0])
+    _check_labels(y, w > 0)
     lo, hi = jnp.zeros(n, dt), C * w
     reg = BoxHyperplane(lo, hi, y) if fit_intercept else Box(lo, hi)
     return QuadraticProblem(LabeledOperator(K, y), -jnp.ones(n, dt), reg)
