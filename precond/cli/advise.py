@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     from precond.distributed import replicate
-    from precond.distributed._training import describe_mesh, mesh_info, sharded_sampler
+    from precond.distributed.training import describe_mesh, mesh_info, sharded_sampler
     from precond.experiments.advise import (
         advise_problem,
         advise_script,

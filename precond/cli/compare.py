@@ -142,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from precond.distributed._training import describe_mesh, mesh_info
+    from precond.distributed.training import describe_mesh, mesh_info
     from precond.experiments.protocol import run_protocol
     from precond.experiments.report import write_report
 

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from precond.distributed import shard_rows
-from precond.distributed._training import describe_mesh, mesh_info
+from precond.distributed.training import describe_mesh, mesh_info
 from precond.linalg import DenseOperator, cg, nystrom_pcg
 from precond.validation import check_int, check_nonnegative, check_positive
 

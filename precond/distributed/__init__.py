@@ -8,6 +8,9 @@ unchanged.  This package only *places* data:
 * :func:`shard_rows` — rows of X (m, d), or of each leaf of a batch pytree (``(X, y)``, a
   ``precond.glm.EllRows``), split in equal contiguous blocks over ``"data"``: device i holds rows
   [i·m/P, (i+1)·m/P).  :func:`replicate` puts parameters on every device.
+* :func:`sharded_sampler` (a ``key → batch`` whose batches are row-sharded),
+  :func:`replicated_sharding` (parameters' and state's), :func:`mesh_info` and
+  :func:`describe_mesh` (the mesh as reports record it) — the training paths' pieces.
 * :func:`row_sharding`, :func:`mesh_of` and :func:`check_same_mesh` — the sharding rule and the
   checks entry points share; :func:`take_rows` (with :func:`row_mesh`) — a sampled mini-batch
   X[idx] from row-sharded X without gathering X (XLA's own partitioning of that gather would).
@@ -51,3 +54,7 @@ from .sharding import mesh_of as mesh_of
 from .sharding import replicate as replicate
 from .sharding import row_sharding as row_sharding
 from .sharding import shard_rows as shard_rows
+from .training import describe_mesh as describe_mesh
+from .training import mesh_info as mesh_info
+from .training import replicated_sharding as replicated_sharding
+from .training import sharded_sampler as sharded_sampler

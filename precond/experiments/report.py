@@ -108,7 +108,7 @@ def _mode(cfg: dict) -> str:
 def _devices(cfg: dict) -> str:
     """The mesh of the experiment's latest run in words; experiments stored before meshes were
     recorded ran on one device."""
-    from precond.distributed._training import describe_mesh
+    from precond.distributed.training import describe_mesh
 
     info = cfg.get("mesh")
     return "one device (no mesh recorded)" if info is None else describe_mesh(info)

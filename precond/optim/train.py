@@ -39,7 +39,7 @@ from jax import lax
 from jax.sharding import Mesh
 
 from precond.distributed import check_same_mesh, replicate, shard_rows
-from precond.distributed._training import replicated_sharding
+from precond.distributed.training import replicated_sharding
 from precond.linalg import Status, check_status
 from precond.loop import compile_ahead, run_epochs, timed
 from precond.validation import check_int

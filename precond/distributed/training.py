@@ -32,7 +32,7 @@ def mesh_info(mesh: Mesh | None) -> dict:
 
     Example:
       >>> from precond.distributed import data_mesh
-      >>> from precond.distributed._training import mesh_info
+      >>> from precond.distributed.training import mesh_info
       >>> mesh_info(data_mesh(1))["shape"]
       {'data': 1}
     """
