@@ -13,15 +13,10 @@ Usage: python benchmarks/bench_cg_ggn.py --out docs/bench/cg_ggn.md
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-# One XLA thread for both libraries: on a 2-core machine a multi-threaded Eigen pool made single
-# timings swing ±30% between runs; same footing for precond and opttx.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                           " intra_op_parallelism_threads=1").strip()
-
+import _threads  # noqa: F401  one thread for XLA and BLAS, set before jax is imported
 import jax
 import jax.numpy as jnp
 

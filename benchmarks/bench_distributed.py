@@ -15,15 +15,6 @@ iteration count (tolerance 0 / max_iter), SketchySGD a fixed number of epochs.
 
 from __future__ import annotations
 
-import os
-
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                           + " --xla_force_host_platform_device_count=4"
-                           " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-                           ).strip()
-
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import statistics  # noqa: E402
@@ -32,6 +23,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import _threads  # noqa: F401, E402  one thread for XLA and BLAS, before jax
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

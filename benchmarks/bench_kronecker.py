@@ -25,14 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-# One thread for XLA and for the LAPACK/BLAS behind jax's CPU eigh and Cholesky: the machine's 2
-# cores are shared, and an oversubscribed OpenBLAS pool made a batched 128×128 eigh ~20× slower
-# under load (it dominated Shampoo's and K-FAC's refreshes).  Every method gets the same footing.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                           " intra_op_parallelism_threads=1").strip()
-
+import _threads  # noqa: F401, E402  one thread for XLA and BLAS/LAPACK (eigh), before jax
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402

@@ -16,12 +16,7 @@ import time
 import warnings
 from functools import partial
 
-# Pinned threads (as bench_cg_ggn): one XLA thread, one BLAS thread for numpy/scikit-learn.
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                           " intra_op_parallelism_threads=1").strip()
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
+import _threads  # noqa: F401, E402  one thread for XLA and BLAS, before jax
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402

@@ -15,14 +15,7 @@ import sys
 import time
 import traceback
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# Every library on one thread (XLA, numpy/scipy BLAS, torch): the 2-core machine is shared, and
-# oversubscribed thread pools made timings swing between runs.  Same footing for all.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                           " intra_op_parallelism_threads=1").strip()
-
+import _threads  # noqa: F401, E402  one thread for XLA, BLAS (and torch, below), before jax
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
