@@ -265,7 +265,8 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
     evaluations (≈ 3 data passes).  A fixed point is the composite optimum: there g = ∇F(w*)
     and w* solves the step.  Data in sparse storage (``EllRows``) stays sparse.
 
-    Results: ``objective`` is Φ = F + r per epoch; ``grad_norm`` the natural residual
+    Results: the rank, ρ, b_g, b_H and steps per epoch used are recorded; ``objective`` is
+    Φ = F + r per epoch; ``grad_norm`` the natural residual
     ‖w − prox_r(w − ∇F(w))‖ (0 exactly at the optimum); status ``CONVERGED`` when it is
     ≤ tol·max(1, its start) or Φ ≤ ``target``, ``MAX_ITERATIONS`` after ``epochs``,
     ``DIVERGED`` on a non-finite or exploding Φ (the last finite iterate is returned).
@@ -389,4 +390,9 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
         status=status,
         grad_norm=np.asarray([r0] + [r.residual for r in rec]),
         lr=np.asarray([np.nan] + [r.lr for r in rec]),
-        compile_time=np.asarray(compile_time))
+        compile_time=np.asarray(compile_time),
+        rank=defaults.rank if precondition else 0,
+        rho=float(defaults.rho) if precondition else float("nan"),
+        batch_size=defaults.batch_size,
+        hessian_batch_size=defaults.hessian_batch_size,
+        steps_per_epoch=problem.n // defaults.batch_size)
