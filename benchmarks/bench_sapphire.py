@@ -19,19 +19,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import statistics
 import subprocess
 import sys
 import time
 import warnings
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
-os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-                           " intra_op_parallelism_threads=1").strip()
-
+import _threads  # noqa: F401, E402  one thread for XLA and BLAS, before jax
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
