@@ -15,6 +15,13 @@ iteration count (tolerance 0 / max_iter), SketchySGD a fixed number of epochs.
 
 from __future__ import annotations
 
+import os
+
+# Four XLA host devices (before jax creates its CPU client); benchmarks/_threads.py adds the
+# one-thread pinning.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                           + " --xla_force_host_platform_device_count=4").strip()
+
 import argparse  # noqa: E402
 import datetime  # noqa: E402
 import statistics  # noqa: E402
