@@ -167,13 +167,7 @@ def run(args: argparse.Namespace) -> int:
         write_advice_report,
     )
 
-    if args.script is None and args.devices is None:
-        args.devices = 1  # a built-in problem: see below
     mesh = mesh_from_args(args)
-    if args.script is None and mesh.devices.size > 1:
-        raise ValueError(f"--devices {args.devices}: a built-in PROBLEM is advised on one device "
-                         "(its sampler is built inside precond.experiments.advise, which takes no "
-                         "mesh yet); use --devices 1, or --script FILE.py to shard its batches")
 
     console = Console()
     if not console.is_terminal:  # a log file: the table's columns unabbreviated
@@ -191,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
         result = advise_script(names, name=Path(args.script).name, **common)
     else:
         result = advise_problem(args.problem, quick=args.quick, warmup=args.warmup,
-                                grid=args.grid, **common)
+                                grid=args.grid, mesh=mesh, **common)
     result.info["mesh"] = mesh_info(mesh)  # in advice.json; the report's machine line says it
     result.info["machine"] = f"{result.info['machine']}; {describe_mesh(result.info['mesh'])}"
     print_advice(result, console)

@@ -106,7 +106,7 @@ def _advise_and_check(name, loss_fn, params, data, *, model_fn, output_loss, bud
 def advise_problem(problem: str, *, quick: bool = False, warmup: int | None = None,
                    grid: bool = False, budget_seconds: float, candidates=None,
                    verify: bool = False, seeds: int = 3, num_batches: int | None = None,
-                   log: Callable[[str], Any] = lambda s: None) -> AdviseRun:
+                   log: Callable[[str], Any] = lambda s: None, mesh=None) -> AdviseRun:
     """Advise on a built-in problem at its Phase I point (module docstring).
 
     Args:
@@ -120,6 +120,9 @@ def advise_problem(problem: str, *, quick: bool = False, warmup: int | None = No
       seeds: seeds of the verification.
       num_batches: B of the measurements (default advise's).
       log: a function that shows progress lines.
+      mesh: a ``precond.distributed.data_mesh``: Phase I, the measurements and the training runs
+        on mini-batches row-sharded over its ``"data"`` axis, parameters replicated
+        (``precond.optim.train``'s rule); None = one device.
     """
     from precond.experiments.protocol import ProtocolConfig, default_grid, run_phase1
     from precond.problems.registry import get_problem
@@ -131,7 +134,7 @@ def advise_problem(problem: str, *, quick: bool = False, warmup: int | None = No
     log(f"{problem}: Phase I (Adam, lr {config.phase1_lr:g}) for {config.phase1_epochs} epochs "
         f"from seed 0, {p.num_params()} parameters")
     t0 = time.perf_counter()
-    start = run_phase1(p, config, 0)
+    start = run_phase1(p, config, 0, mesh=mesh)
     info = {"problem": problem, "quick": quick, "sizes": p.sizes,
             "warmup_epochs": config.phase1_epochs, "warmup_lr": config.phase1_lr,
             "warmup_seconds": time.perf_counter() - t0, "warmup_status": start["status"],
@@ -140,7 +143,12 @@ def advise_problem(problem: str, *, quick: bool = False, warmup: int | None = No
     # batches inside its budget, so an op-by-op sampler would eat the cheap methods' time.
     import jax
 
-    return _advise_and_check(problem, p.loss, start["params"], jax.jit(p.sample_batch),
+    sampler, params = jax.jit(p.sample_batch), start["params"]
+    if mesh is not None:
+        from precond.distributed import replicate, sharded_sampler
+
+        sampler, params = sharded_sampler(sampler, mesh), replicate(params, mesh)
+    return _advise_and_check(problem, p.loss, params, sampler,
                              model_fn=p.model_fn, output_loss=p.output_loss,
                              budget_seconds=budget_seconds, candidates=candidates,
                              verify=verify, seeds=seeds, num_batches=num_batches,

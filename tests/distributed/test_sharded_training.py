@@ -130,7 +130,11 @@ _SCRIPT = textwrap.dedent(r'''
 
     out["ridge_rows"] = cli(["ridge", "--n", "66", "--d", "8", "--ranks", "4", "--devices", "4"])
     out["compare_many"] = cli(argv[:-1] + [str(tmp / "x"), "--devices", "8"])
-    out["advise_builtin"] = cli(["advise", "franke", "--quick", "--devices", "2"])
+    # A built-in problem on 2 of the 4 devices: Phase I, the measurement and the advice.json.
+    out["advise_builtin"] = cli(["advise", "franke", "--quick", "--warmup", "2", "--candidates",
+                                 "sgd", "--budget-seconds", "0.2", "--batches", "2",
+                                 "--devices", "2", "--out", str(tmp / "adv")])
+    out["advise_mesh"] = json.loads((tmp / "adv" / "advice.json").read_text())["info"]["mesh"]
     out["advise_many"] = cli(["advise", "--script", "examples/advise_script.py",
                               "--devices", "5"])
     print("RESULT" + json.dumps(out))
@@ -184,10 +188,14 @@ def test_bad_input_is_a_clear_error(result):
     assert rc == 2 and "--n 66 is not a multiple of the 4 devices" in err
     rc, err = result["compare_many"]
     assert rc == 2 and "--devices 8: only 4 cpu devices" in err and "\n" == err[-1]
-    rc, err = result["advise_builtin"]
-    assert rc == 2 and "--devices 2" in err and "--script" in err
     rc, err = result["advise_many"]
     assert rc == 2 and "--devices 5" in err
+
+
+def test_advise_on_a_builtin_problem_on_the_mesh(result):
+    rc, err = result["advise_builtin"]
+    assert rc == 0, err
+    assert result["advise_mesh"]["shape"] == {"data": 2}
 
 
 def test_compare_on_the_mesh(result):
