@@ -3,8 +3,9 @@
 One subprocess (4 CPU devices need XLA_FLAGS before jax starts; float64) runs
 ``sharded_entry_points.py``: every entry point below on row-sharded X and on one device with the
 same key, with XLA dumping the compiled programs so that a gathered X (an array of X's full shape
-inside a program of the sharded run) is caught.  The subset is what fits the suite's CPU budget;
-the script with no arguments runs every entry point (docs/distributed.md has that run).
+inside a program of the sharded run) is caught: the operators on X, cg and nystrom_pcg on them,
+NysADMM's lasso (both x-steps), elastic net, ℓ1-logistic and linear-kernel SVM, and the
+stochastic problems with SketchySVRG, SketchySGD, SketchySAGA (sparse rows) and SAPPHIRE.
 """
 
 import json
@@ -16,7 +17,9 @@ import sys
 import pytest
 
 SCRIPT = pathlib.Path(__file__).with_name("sharded_entry_points.py")
-ENTRIES = ["xtx_matvec", "glm_hessian", "elastic_net", "logistic_sketchy_sgd"]
+ENTRIES = ["xtx_matvec", "glm_hessian", "cg", "nystrom_pcg", "lasso_cholesky", "lasso_pcg",
+           "elastic_net", "l1_logistic", "svm_dual_linear", "least_squares_sketchy_svrg",
+           "logistic_sketchy_sgd", "logistic_sparse_sketchy_saga", "logistic_sapphire"]
 
 
 @pytest.fixture(scope="module")
@@ -48,8 +51,11 @@ def test_inputs_and_answers_keep_their_layout(run):
                                      "P('data', None)"]
     assert run["X_still_sharded"] and run["row_store_mesh"]
     assert run["glm_y_sharding"] == ["P('data',)", "P('data',)"]  # y kept on its devices
-    # parameters, solutions and matrix-free products are replicated (d,) vectors
-    assert set(run["sharding"].values()) == {"P()"}, run["sharding"]
+    # parameters, solutions and matrix-free products are replicated (d,) vectors; the SVM's
+    # dual variable has one entry per row, so it stays row-sharded like y
+    spec = dict(run["sharding"])
+    assert spec.pop("svm_dual_linear") == "P('data',)"
+    assert set(spec.values()) == {"P()"}, run["sharding"]
 
 
 def test_no_program_of_the_sharded_run_holds_all_of_X(run):
