@@ -135,6 +135,11 @@ _SCRIPT = textwrap.dedent(r'''
                                  "sgd", "--budget-seconds", "0.2", "--batches", "2",
                                  "--devices", "2", "--out", str(tmp / "adv")])
     out["advise_mesh"] = json.loads((tmp / "adv" / "advice.json").read_text())["info"]["mesh"]
+    cli(["advise", "franke", "--quick", "--warmup", "2", "--candidates", "sgd",
+         "--budget-seconds", "0.2", "--batches", "2", "--devices", "1", "--out", str(tmp / "adv1")])
+    out["advise_measured"] = [
+        {k: json.loads((tmp / d / "advice.json").read_text())["advice"]["measurements"][0][k]
+         for k in ("L_hat", "c_hat", "K", "alpha")} for d in ("adv1", "adv")]
     out["advise_many"] = cli(["advise", "--script", "examples/advise_script.py",
                               "--devices", "5"])
     print("RESULT" + json.dumps(out))
@@ -196,6 +201,9 @@ def test_advise_on_a_builtin_problem_on_the_mesh(result):
     rc, err = result["advise_builtin"]
     assert rc == 0, err
     assert result["advise_mesh"]["shape"] == {"data": 2}
+    one, two = result["advise_measured"]  # L̂, ĉ, K, α: the same batches, the same numbers
+    for k in one:
+        np.testing.assert_allclose(two[k], one[k], rtol=1e-10, err_msg=k)
 
 
 def test_compare_on_the_mesh(result):
