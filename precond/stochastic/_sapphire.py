@@ -258,12 +258,13 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
     damping ρ) and η = ½/L̂ with L̂ = λ_max(P⁻¹(H_S′ + μI)); both are refreshed every
     ``refresh`` epochs (default: every epoch for logistic, once for least squares, whose Hessian
     does not move).  Defaults as for :func:`precond.stochastic.solve` (b_H = ⌊√n⌋) except
-    b_g = min(64, n) and r = min(50, d, b_H) (on random-feature lasso and ℓ1-logistic, b_g = 256
-    needed about 3× the data passes, and a rank-10 sketch left most of the spectrum
-    unpreconditioned; see docs/bench/sapphire.md), and ρ = μ + λ₂·mean(weights) for an elastic
-    net (the penalty's curvature).  One epoch costs n + 2⌊n/b_g⌋b_g gradient
-    evaluations (≈ 3 data passes).  A fixed point is the composite optimum: there g = ∇F(w*)
-    and w* solves the step.  Data in sparse storage (``EllRows``) stays sparse.
+    b_g = min(64, n) and r = min(50, d, b_H) (chosen on random-feature lasso and ℓ1-logistic:
+    larger batches cost more data passes, a rank-10 sketch left most of the spectrum
+    unpreconditioned; the measurements are in docs/bench/sapphire.md), and
+    ρ = μ + λ₂·mean(weights) for an elastic net (the penalty's curvature).  One epoch costs
+    n + 2⌊n/b_g⌋b_g gradient evaluations (≈ 3 data passes).  A fixed point is the composite
+    optimum: there g = ∇F(w*) and w* solves the step.  Data in sparse storage (``EllRows``)
+    stays sparse.
 
     Results: the rank, ρ, b_g, b_H and steps per epoch used are recorded; ``objective`` is
     Φ = F + r per epoch; ``grad_norm`` the natural residual
