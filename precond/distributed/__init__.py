@@ -52,9 +52,9 @@ from .sharding import check_same_mesh as check_same_mesh
 from .sharding import data_mesh as data_mesh
 from .sharding import mesh_of as mesh_of
 from .sharding import replicate as replicate
+from .sharding import replicated_sharding as replicated_sharding
 from .sharding import row_sharding as row_sharding
 from .sharding import shard_rows as shard_rows
 from .training import describe_mesh as describe_mesh
 from .training import mesh_info as mesh_info
-from .training import replicated_sharding as replicated_sharding
 from .training import sharded_sampler as sharded_sampler

@@ -18,8 +18,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from precond.validation import check_int
 
-__all__ = ["DATA_AXIS", "data_mesh", "row_sharding", "shard_rows", "replicate", "mesh_of",
-           "check_same_mesh"]
+__all__ = ["DATA_AXIS", "data_mesh", "row_sharding", "replicated_sharding", "shard_rows",
+           "replicate", "mesh_of", "check_same_mesh"]
 
 DATA_AXIS = "data"
 
@@ -89,6 +89,17 @@ def row_sharding(mesh: Mesh, ndim: int = 2, *, axis: int = 0) -> NamedSharding:
     spec = [None] * ndim
     spec[axis] = DATA_AXIS
     return NamedSharding(mesh, PartitionSpec(*spec))
+
+
+def replicated_sharding(mesh: Mesh) -> NamedSharding:
+    """The sharding of parameters and state: a full copy on every device of ``mesh``
+    (``out_shardings`` of a jitted training step, so its state stays replicated).
+
+    Args:
+      mesh: a mesh with a ``"data"`` axis.
+    """
+    _check_mesh(mesh)
+    return NamedSharding(mesh, PartitionSpec())
 
 
 def _device_set(x) -> frozenset | None:
@@ -174,8 +185,7 @@ def shard_rows(X, mesh: Mesh, *, axis: int = 0, process_local: bool = False):
 def replicate(tree, mesh: Mesh):
     """Every leaf of ``tree`` (parameters, right-hand sides, preconditioner state) copied onto
     every device of ``mesh`` (``PartitionSpec()``)."""
-    _check_mesh(mesh)
-    return jax.device_put(tree, NamedSharding(mesh, PartitionSpec()))
+    return jax.device_put(tree, replicated_sharding(mesh))
 
 
 def mesh_of(tree) -> Mesh | None:

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
 from .sharding import row_sharding, shard_rows
 
-__all__ = ["mesh_info", "describe_mesh", "replicated_sharding", "sharded_sampler"]
+__all__ = ["mesh_info", "describe_mesh", "sharded_sampler"]
 
 
 def mesh_info(mesh: Mesh | None) -> dict:
@@ -57,17 +57,6 @@ def describe_mesh(info: dict) -> str:
     if not info["axis_names"]:
         return f"{head} (no mesh)"
     return f"{head}, mesh axes {tuple(info['axis_names'])}, shape {info['shape']}"
-
-
-def replicated_sharding(mesh: Mesh) -> NamedSharding:
-    """The sharding of parameters and state: a full copy on every device of ``mesh``
-    (``out_shardings`` of a jitted training step, so its state stays replicated).
-
-    Args:
-      mesh: a mesh with a ``"data"`` axis.
-    """
-    row_sharding(mesh)  # the mesh's checks
-    return NamedSharding(mesh, PartitionSpec())
 
 
 def sharded_sampler(sample_batch: Callable, mesh: Mesh) -> Callable:

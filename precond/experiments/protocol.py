@@ -55,8 +55,13 @@ import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
-from precond.distributed import replicate, shard_rows
-from precond.distributed.training import mesh_info, replicated_sharding, sharded_sampler
+from precond.distributed import (
+    mesh_info,
+    replicate,
+    replicated_sharding,
+    shard_rows,
+    sharded_sampler,
+)
 from precond.optim import get_optimizer, make_step
 from precond.problems.base import Problem
 from precond.problems.registry import get_problem

@@ -38,8 +38,7 @@ import optax
 from jax import lax
 from jax.sharding import Mesh
 
-from precond.distributed import check_same_mesh, replicate, shard_rows
-from precond.distributed.training import replicated_sharding
+from precond.distributed import check_same_mesh, replicate, replicated_sharding, shard_rows
 from precond.linalg import Status, check_status
 from precond.loop import compile_ahead, run_epochs, timed
 from precond.validation import check_int
