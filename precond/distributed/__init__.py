@@ -8,6 +8,8 @@ unchanged.  This package only *places* data:
 * :func:`shard_rows` — rows of X (m, d), or of each leaf of a batch pytree (``(X, y)``, a
   ``precond.glm.EllRows``), split in equal contiguous blocks over ``"data"``: device i holds rows
   [i·m/P, (i+1)·m/P).  :func:`replicate` puts parameters on every device.
+* :func:`shard_batch` — each leaf of a mini-batch on its own rows (point sets of different
+  sizes, e.g. a PINN's interior and boundary points);
 * :func:`sharded_sampler` (a ``key → batch`` whose batches are row-sharded),
   :func:`replicated_sharding` (parameters' and state's), :func:`mesh_info` and
   :func:`describe_mesh` (the mesh as reports record it) — the training paths' pieces.
@@ -54,6 +56,7 @@ from .sharding import mesh_of as mesh_of
 from .sharding import replicate as replicate
 from .sharding import replicated_sharding as replicated_sharding
 from .sharding import row_sharding as row_sharding
+from .sharding import shard_batch as shard_batch
 from .sharding import shard_rows as shard_rows
 from .training import describe_mesh as describe_mesh
 from .training import mesh_info as mesh_info

@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from precond.validation import check_int
 
 __all__ = ["DATA_AXIS", "data_mesh", "row_sharding", "replicated_sharding", "shard_rows",
-           "replicate", "mesh_of", "check_same_mesh"]
+           "shard_batch", "replicate", "mesh_of", "check_same_mesh"]
 
 DATA_AXIS = "data"
 
@@ -180,6 +180,28 @@ def shard_rows(X, mesh: Mesh, *, axis: int = 0, process_local: bool = False):
         return jax.device_put(leaf, sharding)
 
     return jax.tree.unflatten(treedef, [put(leaf) for leaf in leaves])
+
+
+def shard_batch(batch, mesh: Mesh, *, axis: int = 0):
+    """Each leaf of a mini-batch split along its own rows over ``"data"``.
+
+    A batch may hold point sets of different sizes (a PINN's interior and boundary points, a
+    Green's-function problem's sensor and source points): unlike :func:`shard_rows`, whose
+    leaves are rows of one data matrix, each leaf is split on its own, so each leaf's row count
+    must be a multiple of the devices, not equal to the others'.
+
+    Args:
+      batch: a pytree of arrays, each with its batch rows along ``axis``.
+      mesh: a mesh with a ``"data"`` axis (:func:`data_mesh`).
+      axis: the batch axis of every leaf (1 for a stack of mini-batches (B, b, …)).
+
+    Returns:
+      the same structure with ``jax.Array`` leaves sharded by :func:`row_sharding`.
+    """
+    _check_mesh(mesh)
+    if not jax.tree.leaves(batch):
+        raise ValueError("shard_batch: the batch has no array leaves")
+    return jax.tree.map(lambda leaf: shard_rows(leaf, mesh, axis=axis), batch)
 
 
 def replicate(tree, mesh: Mesh):

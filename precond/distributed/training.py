@@ -17,7 +17,7 @@ from collections.abc import Callable
 import jax
 from jax.sharding import Mesh
 
-from .sharding import row_sharding, shard_rows
+from .sharding import row_sharding, shard_batch
 
 __all__ = ["mesh_info", "describe_mesh", "sharded_sampler"]
 
@@ -63,8 +63,8 @@ def sharded_sampler(sample_batch: Callable, mesh: Mesh) -> Callable:
     """``key -> batch`` whose batches are row-sharded over ``mesh``'s ``"data"`` axis.
 
     Each leaf of ``sample_batch(key)`` is split along its axis 0 (the batch axis) by
-    :func:`~precond.distributed.shard_rows`, which raises when the batch size is not a multiple
-    of the devices on the axis.
+    :func:`~precond.distributed.shard_batch` (each leaf on its own rows), which raises when a
+    leaf's row count is not a multiple of the devices on the axis.
 
     Args:
       sample_batch: ``sample_batch(key) -> batch`` (a pytree of arrays (b, …)).
@@ -73,6 +73,6 @@ def sharded_sampler(sample_batch: Callable, mesh: Mesh) -> Callable:
     row_sharding(mesh)  # a mesh without a "data" axis fails here, not at the first draw
 
     def sample(key):
-        return shard_rows(sample_batch(key), mesh)
+        return shard_batch(sample_batch(key), mesh)
 
     return sample

@@ -59,7 +59,7 @@ from precond.distributed import (
     mesh_info,
     replicate,
     replicated_sharding,
-    shard_rows,
+    shard_batch,
     sharded_sampler,
 )
 from precond.optim import get_optimizer, make_step
@@ -410,7 +410,7 @@ def _diagnostics(problem: Problem, config: ProtocolConfig, method: str, flat: np
     order = [0] if cg else list(range(1, len(batches))) + [0]
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *batches)
     if mesh is not None:  # (B, b, …): the batch axis is 1
-        stacked = shard_rows(stacked, mesh, axis=1)
+        stacked = shard_batch(stacked, mesh, axis=1)
     G = minibatch_gradients(problem.loss, params, stacked)
 
     @jax.jit

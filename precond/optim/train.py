@@ -38,7 +38,7 @@ import optax
 from jax import lax
 from jax.sharding import Mesh
 
-from precond.distributed import check_same_mesh, replicate, replicated_sharding, shard_rows
+from precond.distributed import check_same_mesh, replicate, replicated_sharding, shard_batch
 from precond.linalg import Status, check_status
 from precond.loop import compile_ahead, run_epochs, timed
 from precond.validation import check_int
@@ -193,7 +193,7 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
     else:
         draw = lambda e: data  # noqa: E731
     # The stack's axis 1 is each mini-batch's batch axis (outside the timed steps).
-    get = draw if mesh is None else (lambda e: shard_rows(draw(e), mesh, axis=1))
+    get = draw if mesh is None else (lambda e: shard_batch(draw(e), mesh, axis=1))
     if not all(jnp.issubdtype(jnp.result_type(a), jnp.inexact) for a in jax.tree.leaves(params)):
         raise TypeError("params must be floating-point arrays (gradients need real inputs); "
                         "convert integer or boolean leaves, e.g. jnp.asarray(w, float)")

@@ -88,6 +88,17 @@ _SCRIPT = textwrap.dedent(r'''
             return f"{type(e).__name__}: {e}"
         return None
 
+    # A batch of two point sets of different sizes (a PINN's interior and boundary points):
+    # each leaf is split on its own rows (shard_batch), not required to match the others.
+    def loss_points(p, batch):
+        (x, y), x_boundary = batch
+        return loss_fn(p, (x, y)) + 0.1 * jnp.mean(model_fn(p, x_boundary) ** 2)
+
+    points = (data, data[0][:, :8])
+    ref = train(loss_points, params, opt, points, num_epochs=1)
+    given = train(loss_points, params, opt, points, num_epochs=1, mesh=mesh)
+    out["point_sets_rel"] = rel(ref.params, given.params)
+
     odd = (data[0][:, :6], data[1][:, :6])  # 6 rows per batch on 4 devices
     out["err_rows"] = error(lambda: train(loss_fn, params, opt, odd, mesh=mesh))
     other = jax.sharding.Mesh(np.asarray(jax.devices()), ("model",))
@@ -182,6 +193,10 @@ def test_the_batch_stays_sharded_inside_the_step(result, name):
 
 def test_presharded_data_keeps_its_mesh(result):
     assert result["presharded"]["rel"] < 1e-10 and result["presharded"]["replicated"]
+
+
+def test_point_sets_of_different_sizes_train_on_the_mesh(result):
+    assert result["point_sets_rel"] < 1e-10
 
 
 def test_bad_input_is_a_clear_error(result):

@@ -103,3 +103,23 @@ def test_bad_config_raises():
     with pytest.raises(ValueError, match="noise_batches"):
         _config(noise_batches=1)
     assert np.isclose(_config().grid("sgd")[1], 1e6)
+
+
+def test_the_mesh_splits_each_point_set_of_a_batch_on_its_own():
+    # A PINN's batch holds interior and boundary points of different counts: on a mesh each is
+    # split on its own rows (a 1-device mesh is `precond compare`'s default), not rejected as
+    # "leaves with different row counts".
+    import jax
+
+    from precond.distributed import data_mesh
+    from precond.experiments.protocol import _Runner
+    from precond.problems.registry import get_problem
+
+    problem = get_problem("poisson", quick=True)
+    batch = _Runner(problem, _config(problem="poisson"), mesh=data_mesh(1)).sample(
+        jax.random.key(0))
+    rows = {leaf.shape[0] for leaf in jax.tree.leaves(batch)}
+    assert len(rows) > 1  # the point sets differ in size
+    plain = jax.jit(problem.sample_batch)(jax.random.key(0))
+    for a, b in zip(jax.tree.leaves(batch), jax.tree.leaves(plain), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
