@@ -81,6 +81,14 @@ def cnn(params, x):
 
 MODELS = {"mlp": (init_mlp, mlp), "cnn": (init_cnn, cnn)}
 
+STEP_LOOP = {"mlp": "scan", "cnn": "dispatch"}
+"""How a timed chunk runs its steps.  ``scan``: one jitted ``lax.scan`` over the chunk.
+``dispatch``: the one jitted step called once per step from Python.  The CNN dispatches: on
+XLA:CPU its convolutions inside a loop body run several times slower than the same step
+outside one (jax-ml/jax#12868, open; measured here: chunked step ≈ 8× the single step, every
+method alike), which would time XLA's loop lowering rather than the optimizers.  A CNN step
+costs tens of milliseconds, so the per-step dispatch (tens of microseconds) is noise."""
+
 
 # ----------------------------------------------------------------------------- methods
 def make_optimizer(name: str, lr: float, model_fn, loss_fn, key):
@@ -169,7 +177,18 @@ def run_one(model: str, name: str, lr: float, seed: int, data, *, budget: float,
 
     idx = next_idx()
     try:
-        compiled, t_compile = compile_ahead(run_chunk, params, state, Xtr, ytr, idx)
+        if STEP_LOOP[model] == "scan":
+            compiled, t_compile = compile_ahead(run_chunk, params, state, Xtr, ytr, idx)
+        else:
+            take = jax.jit(lambda X, y, i: (X[i], y[i]))
+            one, t_compile = compile_ahead(jax.jit(step), params, state, take(Xtr, ytr, idx[0]))
+
+            def compiled(p, s, X, y, idx):
+                out = []
+                for i in idx:  # rows of the chunk's (chunk, b) indices, one step each
+                    p, s, loss, ok = one(p, s, take(X, y, i))
+                    out.append((loss, ok))
+                return p, s, jnp.stack([o[0] for o in out]), jnp.stack([o[1] for o in out])
     except Exception as e:  # noqa: BLE001 - reported in the doc
         return dict(method=name, seed=seed, lr=lr, error=f"{type(e).__name__}: {e}"[:300])
     elapsed, steps, chunk_times, since_eval = 0.0, 0, [], 0.0
@@ -449,8 +468,9 @@ def main(argv=None) -> int:
              f"float32, batch {args.batch_size}, {args.seeds} seed(s); each run trains for "
              f"{args.budget:g} s of step time (compile apart), test accuracy on the 10,000 test "
              f"images every {args.eval_every} steps and at least 4 times per budget (not "
-             f"timed), so steps to a threshold are multiples of {args.chunk} (the jitted, "
-             "timed chunk).  Step time: median over chunks, per step, refreshes included.  "
+             f"timed), so steps to a threshold are multiples of {args.chunk} (the "
+             f"timed chunk; steps: {', '.join(f'{m} {STEP_LOOP[m]}' for m in args.models)}, "
+             "see STEP_LOOP).  Step time: median over chunks, per step, refreshes included.  "
              "Ratios to Adam are per seed, then the median.", ""]
     lines += sections
     if "mlp" in all_rows:
