@@ -528,8 +528,8 @@ def summarize(dirs: list[str | os.PathLike]) -> str:
     rows, rhos, top2, within, cheap, every = [], [], 0, [], 0, [0, 0]
     L = ["| problem | n | predicted ranking | realized ranking (equal time) | ρ | recommended: "
          "realized rank | recommended lr / grid-tuned lr | all candidates' lr within 3× of the "
-         "grid's | advise s (÷ budget, ÷ all runs) |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "grid's | advise s (÷ budget, ÷ all runs) | of which timing runs' compile s |",
+         "|---|---|---|---|---|---|---|---|---|---|"]
     for d in dirs:
         run = json.loads((Path(d) / "advice.json").read_text())
         a, v, g = run["advice"], run["verification"], run["grid"] or {}
@@ -556,7 +556,8 @@ def summarize(dirs: list[str | os.PathLike]) -> str:
                  f"{', '.join(v['realized_ranking']) if v else '—'} | {_fmt(rho, '.2f')} | "
                  f"{rec}: {_ordinal(rank)} | {_fmt(lr)} / {_fmt(glr, 'g')} "
                  f"({_fmt(ratio, '.2g')}×) | {sum(close)} of {len(close)} | "
-                 f"{t:.0f} ({t / S:.2g}×, {t / (S * k):.2g}×) |")
+                 f"{t:.0f} ({t / S:.2g}×, {t / (S * k):.2g}×) | "
+                 f"{sum(m.get('compile_seconds') or 0.0 for m in a['measurements']):.0f} |")
     n = len(rows)
     L += ["", f"- mean Spearman ρ: {_fmt(float(np.mean(rhos)) if rhos else None, '.2f')} "
           "(target ≥ 0.8)",
