@@ -168,7 +168,10 @@ def train(loss_fn: Callable, params, optimizer: optax.GradientTransformation, da
         ``budget_seconds`` allows.
       key: needed when ``data`` is a function.
       scan: run each epoch as one jitted ``lax.scan`` (fast; per-step times are the epoch's
-        time spread evenly) or step by step in Python (exact per-step times).
+        time spread evenly) or step by step in Python (exact per-step times).  On a CPU,
+        pass ``scan=False`` for convolutional models: XLA:CPU runs convolution gradients
+        inside a loop body (or a ``lax.cond`` branch) several times slower than the same ops
+        outside one (jax-ml/jax#12868; docs/bench/kronecker.md measures it).
       progress: show a rich progress bar (outside the jitted code).
       opt_state: continue from this optimizer state (default ``optimizer.init(params)``).
       budget_seconds: a wall-time budget for the steps (compilation and data sampling not
