@@ -215,9 +215,9 @@ def _curvature(loss_fn, model_fn, output_loss) -> dict:
 
 def nystrom_sgd(learning_rate: optax.ScalarOrSchedule, *, key: jax.Array,
                 rank: int | None = None, loss_fn: Callable | None = None,
-                model_fn: Callable | None = None, output_loss=None, damping: float = 1e-3,
-                update_every: int | None = None, momentum: float | None = None,
-                ) -> optax.GradientTransformationExtraArgs:
+                model_fn: Callable | None = None, output_loss=None,
+                damping: float | None = 1e-3, update_every: int | None = None,
+                momentum: float | None = None) -> optax.GradientTransformationExtraArgs:
     """Nyström SGD (SketchySGD): w ← w − α (Â + ρI)⁻¹g with a rank-r Nyström sketch Â of the
     curvature, refreshed every k steps (``precond.preconditioners.nystrom``).
 
@@ -228,7 +228,8 @@ def nystrom_sgd(learning_rate: optax.ScalarOrSchedule, *, key: jax.Array,
       loss_fn: the loss, for the Hessian (used when no ``model_fn``/``output_loss``).
       model_fn, output_loss: for the Gauss–Newton matrix (preferred when given: PSD, as a
         Nyström sketch assumes).
-      damping: ρ > 0.
+      damping: ρ > 0, or None: ρ = λ̂_r, the sketch's smallest retained eigenvalue, at each
+        refresh (scale-free; ``precond.preconditioners.nystrom``).
       update_every: k, the refresh interval in steps (default 10).
       momentum: heavy-ball β on the directions (None: none).
     """

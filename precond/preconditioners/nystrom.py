@@ -5,7 +5,13 @@ Every ``update_every`` steps a randomized Nyström approximation Â = UΛ̂Uᵀ 
 formed from r curvature-vector products (``precond.linalg.nystrom``).  Between refreshes the
 sketch is reused.  M⁻¹ = (Â + ρI)⁻¹ = U(Λ̂ + ρI)⁻¹Uᵀ + ρ⁻¹(I − UUᵀ) (Woodbury, O(nr)), so with
 learning rate 1 the step is a regularized Newton step on the sketched curvature.  ρ is
-``damping`` (> 0: M must be invertible off span(U)).
+``damping`` (> 0: M must be invertible off span(U)), or, with ``damping=None``, the sketch's
+smallest retained eigenvalue λ̂_r at each refresh (SketchySGD's choice), floored at 10⁻⁴λ̂₁ so
+that κ(M) ≤ 10⁴ even when the sketch is rank-deficient (λ̂_r = 0), and 1 before the first
+sketch.  A fixed ρ is scale-dependent: off span(U) the step is g/ρ, and a curvature direction
+that the next refresh's batch does not sketch meets M⁻¹H up to its curvature/ρ; with ρ = λ̂_r
+that is about 1 at most (the directions left out are those below λ̂_r), whatever the loss's
+scale.
 
 References:
   Frangella, Rathore, Zhao, Udell, "SketchySGD: reliable stochastic optimization via
@@ -41,7 +47,7 @@ class NystromState(NamedTuple):
 
 
 def nystrom(*, rank: int, loss_fn: Callable | None = None, model_fn: Callable | None = None,
-            output_loss=None, damping: float = 1e-3, update_every: int = 10,
+            output_loss=None, damping: float | None = 1e-3, update_every: int = 10,
             ) -> Preconditioner:
     """The Nyström preconditioner M = Â + ρI (module docstring).
 
@@ -52,12 +58,14 @@ def nystrom(*, rank: int, loss_fn: Callable | None = None, model_fn: Callable | 
       rank: r ≥ 1 (≤ the number of parameters n).
       loss_fn: Hessian curvature of ``loss_fn(params, batch)``; or
       model_fn, output_loss: GGN curvature of ``output_loss(model_fn(params, inputs), targets)``.
-      damping: ρ > 0.
+      damping: ρ > 0, or None: ρ = λ̂_r, the sketch's smallest retained eigenvalue (module
+        docstring).
       update_every: refresh every this many ``update`` calls (≥ 1).
     """
     kind = check_curvature_args(loss_fn, model_fn, output_loss)
     rank = check_int(rank, "rank", low=1)
-    damping = check_positive(damping, "damping")
+    if damping is not None:
+        damping = check_positive(damping, "damping")
     update_every = check_int(update_every, "update_every", low=1)
 
     def init(params):
@@ -80,8 +88,14 @@ def nystrom(*, rank: int, loss_fn: Callable | None = None, model_fn: Callable | 
                         lambda: (state.U, state.eigenvalues))
         return NystromState(U, lam, state.count + 1)
 
+    def rho(state):
+        if damping is not None:
+            return damping
+        lam = state.eigenvalues  # descending; zeros before the first sketch
+        return jnp.where(lam[0] > 0, jnp.maximum(lam[-1], 1e-4 * lam[0]), 1.0)
+
     def inverse_operator(state):
-        return LowRankPlusIdentity(state.U, state.eigenvalues, damping).inverse()
+        return LowRankPlusIdentity(state.U, state.eigenvalues, rho(state)).inverse()
 
     def apply(state, g):
         flat, unravel = ravel_pytree(g)

@@ -186,6 +186,30 @@ def test_nystrom_full_rank_is_damped_inverse_and_lazy():
         pc.nystrom(rank=2, loss_fn=_quad(H), damping=0.0)
 
 
+def test_nystrom_relative_damping_is_the_smallest_retained_eigenvalue():
+    # damping=None: ρ = λ̂_r at each refresh, so M⁻¹H does not change when the loss is scaled;
+    # floored at 10⁻⁴λ̂₁ when the sketch is rank-deficient; identity before the first sketch.
+    n = 8
+    H, lam, _ = _spd(n, jax.random.key(2))
+    params, b = {"w": jnp.zeros(n)}, jnp.zeros(n)
+    p = pc.nystrom(rank=n, loss_fn=_quad(H), damping=None)
+    np.testing.assert_allclose(to_dense(p.inverse_operator(p.init(params))), np.eye(n))
+    _, s = _run(p, params, params, batch=b, key=jax.random.key(0))
+    rho = np.min(lam)  # full rank: the sketch is exact, λ̂_r = λ_min
+    np.testing.assert_allclose(to_dense(p.inverse_operator(s)),
+                               np.linalg.inv(H + rho * np.eye(n)), rtol=1e-6, atol=1e-8)
+    big = pc.nystrom(rank=n, loss_fn=lambda q, bb: 1e3 * _quad(H)(q, bb), damping=None)
+    _, s_big = _run(big, params, params, batch=b, key=jax.random.key(0))
+    np.testing.assert_allclose(1e3 * to_dense(big.inverse_operator(s_big)),
+                               to_dense(p.inverse_operator(s)), rtol=1e-6)
+    V = np.linalg.qr(np.asarray(jax.random.normal(jax.random.key(5), (n, 2))))[0]
+    H2 = V @ np.diag([4.0, 1.0]) @ V.T  # rank 2, sketched at rank 4: λ̂₃ = λ̂₄ = 0
+    low = pc.nystrom(rank=4, loss_fn=_quad(H2), damping=None)
+    _, s_low = _run(low, params, params, batch=b, key=jax.random.key(0))
+    ev = np.linalg.eigvalsh(np.asarray(to_dense(low.inverse_operator(s_low))))
+    np.testing.assert_allclose(ev.max(), 1 / (1e-4 * 4.0), rtol=1e-6)
+
+
 def _mlp(p, x):
     return jnp.tanh(x @ p["W1"] + p["b1"]) @ p["W2"]
 
