@@ -135,9 +135,8 @@ CANDIDATES: dict[str, CandidateSpec] = {
         "nystrom-sgd", lambda c: pc.nystrom(rank=_rank(c), **_curvature(c), damping=None,
                                             update_every=10),
         options=lambda c: {"rank": _rank(c), "damping": None, "update_every": 10},
-        note="M = Â + ρI with ρ = λ̂_r, the sketch's smallest retained eigenvalue (scale-free: "
-             "with a fixed ρ = 10⁻³ the rate 1/L̂ of the first sketch diverged in training on "
-             "the PDE problems once later refreshes sketched other directions)"),
+        note="M = Â + ρI with ρ = λ̂_r, the sketch's smallest retained eigenvalue (scale-free, "
+             "where a fixed ρ is not; docs/results/advise.md compares the two)"),
     "cg-hessian": CandidateSpec(
         "cg-hessian", lambda c: pc.cg_hessian(c["loss_fn"], damping=1e-3, maxiter=10),
         options={"damping": 1e-3, "maxiter": 10},
