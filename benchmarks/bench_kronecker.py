@@ -84,10 +84,10 @@ MODELS = {"mlp": (init_mlp, mlp), "cnn": (init_cnn, cnn)}
 STEP_LOOP = {"mlp": "scan", "cnn": "dispatch"}
 """How a timed chunk runs its steps.  ``scan``: one jitted ``lax.scan`` over the chunk.
 ``dispatch``: the one jitted step called once per step from Python.  The CNN dispatches: on
-XLA:CPU its convolutions inside a loop body run several times slower than the same step
-outside one (jax-ml/jax#12868, open; measured here: chunked step ≈ 8× the single step, every
-method alike), which would time XLA's loop lowering rather than the optimizers.  A CNN step
-costs tens of milliseconds, so the per-step dispatch (tens of microseconds) is noise."""
+XLA:CPU runs convolution gradients inside a loop body several times slower than the same step
+outside one (jax-ml/jax#12868, open; docs/bench/kronecker.md measures it), which would time
+XLA's loop lowering rather than the optimizers.  A CNN step is long against a dispatch, so the
+per-step dispatch is small beside it."""
 
 
 # ----------------------------------------------------------------------------- methods
