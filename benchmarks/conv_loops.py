@@ -9,7 +9,8 @@ one XLA thread, best of 5 (compile apart):
   level and inside a ``lax.cond`` branch;
 * the CNN's whole gradient and its forward pass, at the top level and inside ``lax.cond``.
 
-Usage: python benchmarks/bench_conv_loops.py   (prints a markdown table)
+Usage: python benchmarks/conv_loops.py   (prints a markdown table; a supporting measurement,
+not one of `make bench`'s bench_*.py sections)
 """
 
 from __future__ import annotations
