@@ -34,16 +34,14 @@ demo: $(VENV)/.installed
 # Both share one JAX compilation cache for the run (every program, however fast it compiled), so
 # a program that the two xdist workers, a CLI subprocess or a joblib worker all need compiles
 # once; it starts empty and is removed afterwards (a cache kept between runs would hide
-# compile-time regressions).  XLA compiles without its backend optimizations: the tests'
-# programs are small, so compiling them costs more than running them; XLA_FLAGS set by the
-# caller win.
+# compile-time regressions).
 test: $(VENV)/.installed-dev
 	@cache=$$(mktemp -d) && trap 'rm -rf "$$cache"' EXIT && \
 	export JAX_COMPILATION_CACHE_DIR="$${JAX_COMPILATION_CACHE_DIR:-$$cache}" \
-	  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 \
-	  XLA_FLAGS="$${XLA_FLAGS:---xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true}" && \
+	  JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0 && \
 	$(PY) -m pytest && \
-	$(PY) -m pytest --doctest-modules precond -p no:cacheprovider --durations=5
+	XLA_FLAGS="$${XLA_FLAGS:---xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true}" \
+	  $(PY) -m pytest --doctest-modules precond -p no:cacheprovider --durations=5
 
 lint: $(VENV)/.installed-dev
 	$(VENV)/bin/ruff check precond tests benchmarks
