@@ -25,7 +25,9 @@ from ._common import adaptive_batch_size as adaptive_batch_size
 from ._common import adaptive_rank as adaptive_rank
 from ._common import epoch_batches as epoch_batches
 from ._common import estimate_curvature as estimate_curvature
+from ._common import snapshot as snapshot
 from ._common import solve as solve
+from ._common import variance_reduced_grad as variance_reduced_grad
 from ._katyusha import Katyusha as Katyusha
 from ._katyusha import KatyushaParams as KatyushaParams
 from ._katyusha import KatyushaState as KatyushaState

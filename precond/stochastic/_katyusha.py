@@ -10,7 +10,14 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from ._common import StochasticMethod, StochasticResult, epoch_batches, solve
+from ._common import (
+    StochasticMethod,
+    StochasticResult,
+    epoch_batches,
+    snapshot,
+    solve,
+    variance_reduced_grad,
+)
 from .problems import GLMProblem
 
 __all__ = ["KatyushaState", "KatyushaParams", "SketchyKatyusha", "Katyusha", "sketchy_katyusha",
@@ -24,6 +31,7 @@ class KatyushaState(NamedTuple):
     z: jax.Array  # the mirror-descent sequence
     snapshot: jax.Array  # w̃
     full: jax.Array  # ∇F(w̃)
+    table: jax.Array  # αᵢ = φ′(xᵢᵀw̃, yᵢ) (n,): ∇F_B(w̃) without a second pass over B
 
 
 class KatyushaParams(NamedTuple):
@@ -39,7 +47,8 @@ class KatyushaParams(NamedTuple):
 
 @jax.jit
 def _init(problem, x0):
-    return KatyushaState(x0, x0, x0, problem.grad(x0)), jnp.int32(problem.n)
+    table, full = snapshot(problem, x0)
+    return KatyushaState(x0, x0, x0, full, table), jnp.int32(problem.n)
 
 
 @partial(jax.jit, static_argnames=("batch_size",))
@@ -53,15 +62,15 @@ def _epoch(problem, state, curv, hp, key, *, batch_size):
         s, evals = carry
         idx, u = inputs
         x = t1 * s.z + t2 * s.snapshot + (1.0 - t1 - t2) * s.y
-        g = problem.loss_grad(x, idx) - problem.loss_grad(s.snapshot, idx) + s.full
-        g = curv.precond.matvec(g + problem.mu * (x - s.snapshot))
+        g = curv.precond.matvec(variance_reduced_grad(problem, x, idx, s.snapshot, s.table,
+                                                      s.full))
         z = (s.z + hp.eta * hp.sigma * x - (hp.eta / hp.L) * g) / (1.0 + hp.eta * hp.sigma)
         y = x + t1 * (z - s.z)
         take = u < hp.p  # with probability p the snapshot moves to the previous y
-        snapshot, full = lax.cond(take, lambda: (s.y, problem.grad(s.y)),
-                                  lambda: (s.snapshot, s.full))
-        evals = evals + 2 * idx.shape[0] + jnp.where(take, problem.n, 0)
-        return (KatyushaState(y, z, snapshot, full), evals), None
+        point, table, full = lax.cond(take, lambda: (s.y, *snapshot(problem, s.y)),
+                                      lambda: (s.snapshot, s.table, s.full))
+        evals = evals + idx.shape[0] + jnp.where(take, problem.n, 0)
+        return (KatyushaState(y, z, point, full, table), evals), None
 
     (state, evals), _ = lax.scan(step, (state, jnp.int32(0)), (batches, coins))
     return state, evals
@@ -116,7 +125,8 @@ def sketchy_katyusha(problem: GLMProblem, *, epochs: int, key: jax.Array,
     (``lr`` given: L = 1/(2·lr), so the reported learning rate is ½/L as elsewhere), σ = μ/L
     (the preconditioned strong convexity: P⁻¹'s scaling makes every direction keep curvature
     ≥ μ), p = b_g/n, θ₂ = ½, θ₁ = min(½, √(2nσ/3)), η = θ₂/((1 + θ₂)θ₁).  One epoch is ⌊n/b_g⌋
-    steps: 2b_g gradient evaluations each plus n per snapshot update (≈ 3 data passes on
+    steps: b_g gradient evaluations each (∇F_B(w̃) is read from the snapshot's table of φ′, see
+    :func:`precond.stochastic.snapshot`) plus n per snapshot update (≈ 2 data passes on
     average).  The reported iterate is y.  P⁻¹, the other defaults and the stopping rules are
     those of :func:`sketchy_sgd`.
 

@@ -38,6 +38,8 @@ from ._common import (
     estimate_curvature,
     learning_rate,
     resolve_defaults,
+    snapshot,
+    variance_reduced_grad,
 )
 from .problems import GLMProblem
 
@@ -206,19 +208,19 @@ class SapphireState(NamedTuple):
 def _epoch(problem, penalty, state, metric, eta, key, *, batch_size):
     """One SAPPHIRE epoch: snapshot, full gradient, ⌊n/b_g⌋ scaled-prox VR steps (jitted scan)."""
     batches = epoch_batches(key, problem.n, batch_size)
-    snapshot, full = state.w, problem.grad(state.w)
+    point = state.w
+    table, full = snapshot(problem, point)
     B, inverse, s = _metric_parts(metric)
-    tol = _newton_tol(snapshot.dtype)
+    tol = _newton_tol(point.dtype)
 
     def step(carry, idx):
         w, gamma, steps = carry
-        g = problem.loss_grad(w, idx) - problem.loss_grad(snapshot, idx) + full
-        g = g + problem.mu * (w - snapshot)
+        g = variance_reduced_grad(problem, w, idx, point, table, full)
         x, gamma, k = _newton_prox(penalty, w - eta * inverse.matvec(g), B, eta / s, gamma, tol)
         return (x, gamma, steps + k), None
 
     (w, gamma, newton), _ = lax.scan(step, (state.w, state.gamma, jnp.int32(0)), batches)
-    return SapphireState(w, gamma), jnp.int32(problem.n + 2 * batches.size), newton
+    return SapphireState(w, gamma), jnp.int32(problem.n + batches.size), newton
 
 
 @jax.jit
@@ -262,7 +264,8 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
     larger batches cost more data passes, a rank-10 sketch left most of the spectrum
     unpreconditioned; the measurements are in docs/bench/sapphire.md), and
     ρ = μ + λ₂·mean(weights) for an elastic net (the penalty's curvature).  One epoch costs
-    n + 2⌊n/b_g⌋b_g gradient evaluations (≈ 3 data passes).  A fixed point is the composite
+    n + ⌊n/b_g⌋b_g gradient evaluations (≈ 2 data passes: ∇F_B(w̃) is read from the snapshot's
+    table of φ′, :func:`precond.stochastic.snapshot`).  A fixed point is the composite
     optimum: there g = ∇F(w*) and w* solves the step.  Data in sparse storage (``EllRows``)
     stays sparse.
 

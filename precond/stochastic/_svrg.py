@@ -16,7 +16,9 @@ from ._common import (
     epoch_batches,
     identity,
     init_at,
+    snapshot,
     solve,
+    variance_reduced_grad,
 )
 from .problems import GLMProblem
 
@@ -26,21 +28,21 @@ __all__ = ["SketchySVRG", "SVRG", "sketchy_svrg", "svrg"]
 @partial(jax.jit, static_argnames=("batch_size",))
 def _epoch(problem, w, curv, lr, key, *, batch_size):
     batches = epoch_batches(key, problem.n, batch_size)
-    snapshot, full = w, problem.grad(w)
+    point = w
+    table, full = snapshot(problem, point)
 
     def step(w, idx):
-        g = problem.loss_grad(w, idx) - problem.loss_grad(snapshot, idx) + full
-        g = g + problem.mu * (w - snapshot)
+        g = variance_reduced_grad(problem, w, idx, point, table, full)
         return w - lr * curv.precond.matvec(g), None
 
     w, _ = lax.scan(step, w, batches)
-    return w, jnp.int32(problem.n + 2 * batches.size)
+    return w, jnp.int32(problem.n + batches.size)
 
 
 SketchySVRG = StochasticMethod("SketchySVRG", True, init_at, _epoch, constant_rate, identity,
                                identity)
-"""SketchySVRG's jittable pair: state = w; an epoch takes the snapshot and its full gradient,
-then ⌊n/b_g⌋ variance-reduced steps."""
+"""SketchySVRG's jittable pair: state = w; an epoch takes the snapshot (its table of φ′ and its
+full gradient), then ⌊n/b_g⌋ variance-reduced steps."""
 
 SVRG = SketchySVRG._replace(name="SVRG", sketchy=False)
 """Epoch-based minibatch SVRG's jittable pair (SketchySVRG with P = I)."""
@@ -56,9 +58,11 @@ def sketchy_svrg(problem: GLMProblem, *, epochs: int, key: jax.Array,
 
         w ← w − η P⁻¹ (∇F_B(w) − ∇F_B(w̃) + ∇F(w̃)),
 
-    and the last inner iterate becomes the next snapshot.  One epoch costs n + 2⌊n/b_g⌋b_g
-    gradient evaluations (≈ 3 data passes; ``grad_evals`` counts them).  P⁻¹, η, the defaults
-    and the stopping rules are those of :func:`sketchy_sgd` (η = ½/λ_max(P⁻¹(H_S′ + μI))).
+    and the last inner iterate becomes the next snapshot.  ∇F_B(w̃) is read from the snapshot's
+    table of per-sample scalars φ′(xᵢᵀw̃) (:func:`precond.stochastic.snapshot`), so one epoch
+    costs n + ⌊n/b_g⌋b_g gradient evaluations (≈ 2 data passes; ``grad_evals`` counts them).
+    P⁻¹, η, the defaults and the stopping rules are those of :func:`sketchy_sgd`
+    (η = ½/λ_max(P⁻¹(H_S′ + μI))).
 
     Args:
       problem: a :class:`GLMProblem` (n samples, d features).

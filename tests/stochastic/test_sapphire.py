@@ -42,7 +42,7 @@ def test_lasso_fixed_point_is_sklearn_optimum():
     assert (phi(np.asarray(res.x)) - phi(ref)) / phi(ref) < 1e-6
     np.testing.assert_array_equal(np.asarray(res.x) == 0, ref == 0)  # the same support
     assert res.objective[-1] == pytest.approx(phi(np.asarray(res.x)), rel=1e-12)
-    assert res.grad_evals[-1] == (len(res.objective) - 1) * (N + 2 * (N // 50) * 50)
+    assert res.grad_evals[-1] == (len(res.objective) - 1) * (N + (N // 50) * 50)
     assert (res.rank, res.batch_size, res.steps_per_epoch) == (D, 50, N // 50)
 
     # Sparse X stays sparse and gives the same fixed point.
