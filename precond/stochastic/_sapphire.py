@@ -51,7 +51,9 @@ _HALVINGS = 10
 _ARMIJO = 1e-4
 _RANK = 50  # the default Nyström rank cap
 _BATCH = 64  # the default gradient minibatch (cap)
-_SUPPORT = 1024  # prox supports up to this size build the Newton matrix from their rows only
+# Prox supports up to these sizes build the Newton matrix from their rows only (the smallest
+# tier that holds the support; larger supports use all d rows).
+_SUPPORT_TIERS = (64, 1024)
 
 
 def _newton_tol(dtype) -> float:
@@ -69,16 +71,28 @@ def _prox_slope(penalty, v, t):
 
 
 def _newton_matrix(B, slope):
-    """I + Bᵀ diag(slope) B (k, k).  slope is zero off the prox's support J, so when |J| ≤ K =
-    min(d, ``_SUPPORT``) only J's rows are gathered (O(K k²)); otherwise all d (O(d k²))."""
+    """I + Bᵀ diag(slope) B (k, k).  slope is zero off the prox's support J, so only J's rows are
+    gathered, padded to the smallest tier K ∈ {64, 1024} (capped at d) that holds |J| (O(K k²));
+    a larger support uses all d rows (O(d k²))."""
     d, k = B.shape
-    K = min(d, _SUPPORT)
     eye = jnp.eye(k, dtype=B.dtype)
-    idx = jnp.nonzero(slope, size=K, fill_value=0)[0]
     count = jnp.sum(slope != 0)
-    s = jnp.where(jnp.arange(K) < count, slope[idx], 0.0)
-    Bj = B[idx]
-    return lax.cond(count <= K, lambda: eye + (Bj.T * s) @ Bj, lambda: eye + (B.T * slope) @ B)
+
+    def rows_of_support(K):
+        def build():
+            idx = jnp.nonzero(slope, size=K, fill_value=0)[0]
+            s = jnp.where(jnp.arange(K) < count, slope[idx], 0.0)
+            Bj = B[idx]
+            return eye + (Bj.T * s) @ Bj
+        return build
+
+    def all_rows():
+        return eye + (B.T * slope) @ B
+
+    tiers = sorted({min(d, K) for K in _SUPPORT_TIERS if min(d, K) < d})
+    branches = [rows_of_support(K) for K in tiers] + [all_rows]
+    which = jnp.sum(count > jnp.asarray(tiers, count.dtype)) if tiers else jnp.int32(0)
+    return lax.switch(which, branches)
 
 
 def _newton_prox(penalty, v, B, eta, gamma, tol):

@@ -99,6 +99,24 @@ def test_scaled_prox_low_rank_metric_meets_optimality(penalty):
     assert np.all(np.abs(smooth[~on]) <= lam1 + 1e-8)
 
 
+@pytest.mark.parametrize("lam, support", [(4.0, (1, 64)), (0.05, (65, 200))])
+def test_scaled_prox_newton_matrix_from_the_support_rows_or_all_rows(lam, support):
+    """d = 200: a support of ≤ 64 builds the Newton matrix from its rows (padded to 64), a larger
+    one from all d rows; both meet the optimality conditions."""
+    d = 200
+    rng = np.random.default_rng(4)
+    w, g = 2 * rng.standard_normal(d), rng.standard_normal(d)
+    U = np.linalg.qr(rng.standard_normal((d, 5)))[0]
+    P = LowRankPlusIdentity(U, np.array([1e3, 100.0, 10.0, 3.0, 1.0]))
+    x, _, steps = ps.scaled_prox(ps.L1(lam, jnp.ones(d)), g, w, 0.7, P)
+    x = np.asarray(x)
+    on = x != 0
+    assert support[0] <= on.sum() <= support[1] and 0 < int(steps) < 20
+    smooth = g + np.asarray(P.matvec(jnp.asarray(x - w))) / 0.7
+    np.testing.assert_allclose(smooth[on], -lam * np.sign(x[on]), atol=1e-8)
+    assert np.all(np.abs(smooth[~on]) <= lam + 1e-8)
+
+
 def test_bad_input_is_a_clear_error():
     X, y, _ = _data()
     p = ps.least_squares(X, y, 0.0)
