@@ -215,7 +215,7 @@ def render(results, args, elapsed, load_before, load_after):
     lines = [
         "## SAPPHIRE vs scikit-learn, NysADMM and prox-SVRG (lasso, ℓ1-logistic)",
         "",
-        f"Command: `nice python benchmarks/bench_sapphire.py --out {args.out}"
+        f"Command: `python benchmarks/bench_sapphire.py --out {args.out}"
         f"{' --small' if args.small else ''} --rounds {args.rounds}` "
         f"(whole run {elapsed:.0f} s), {datetime.date.today().isoformat()}.  ",
         f"Machine: {machine()}; one thread per library (XLA, BLAS).  ",
@@ -232,8 +232,8 @@ def render(results, args, elapsed, load_before, load_after):
         "refreshes and epochs; objective evaluations and compilation apart, compile column). "
         "Passes = data passes (epochs for scikit-learn; gradient evaluations / n for SAPPHIRE, "
         "≈ 2 per epoch: the snapshot's full gradient, then one minibatch gradient per step; "
-        "NysADMM: iterations). Defaults everywhere (SAPPHIRE: b_g = 64, "
-        "b_H = ⌊√n⌋, r = min(50, d, b_H), η = ½/L̂; NysADMM rank 50); caps: saga/CD 128 "
+        "NysADMM: iterations). Defaults everywhere (SAPPHIRE: b_g = 64, b_H = "
+        "min(n, max(⌊√n⌋, 256)), r = min(50, d, b_H), η = ½/L̂; NysADMM rank 50); caps: saga/CD 128 "
         f"epochs, SAPPHIRE {MAX_EPOCHS} epochs, prox-SVRG {SVRG_EPOCHS}. float64.",
         "",
         "| problem | method | time to 1e-4 (s) | passes / iterations | gap reached | compile (s) "

@@ -171,6 +171,53 @@ class OneVsRestBase(ClassifierMixin, BaseEstimator):
         return tags
 
 
+def check_solver(est) -> str:
+    """The estimator's ``solver``, "nysadmm" or "sapphire", or a clear error."""
+    if est.solver not in ("nysadmm", "sapphire"):
+        raise ValueError(f"solver must be 'nysadmm' or 'sapphire', got {est.solver!r}")
+    return est.solver
+
+
+def solve_sapphire(est, X, y, kind: str, l1: float, l2: float, dtype):
+    """SAPPHIRE on (1/n)Σφ(xᵢᵀw + c, yᵢ) + l1‖w‖₁ + (l2/2)‖w‖² (the intercept c, a column of
+    ones, unpenalized); warns if it did not converge.  Returns (w, c, epochs).
+
+    ``max_iter`` caps the epochs and ``tol`` is relative to the natural residual
+    ‖z − prox_r(z − ∇F(z))‖ at the start (:func:`precond.stochastic.sapphire`).  Raises
+    ``FloatingPointError`` if the objective became non-finite.
+
+    Args:
+      est: the estimator (``fit_intercept``, ``max_iter``, ``tol``, ``random_state``).
+      X: (n, d) data, dense or CSR.
+      y: (n,) targets (labels ±1 for ``kind="logistic"``).
+      kind: "logistic" or "least_squares".
+      l1, l2: the penalty's weights λ₁, λ₂ ≥ 0.
+      dtype: the compute dtype.
+    """
+    from precond.stochastic import L1, ElasticNetPenalty, least_squares, logistic, sapphire
+
+    epochs = check_int(est.max_iter, "max_iter", low=1)
+    tol = check_positive(est.tol, "tol")
+    n, d = X.shape
+    weights = np.ones(d + int(bool(est.fit_intercept)))
+    if est.fit_intercept:
+        ones = np.ones((n, 1))
+        X = sp.hstack([X, ones], format="csr") if sp.issparse(X) else np.hstack([X, ones])
+        weights[-1] = 0.0  # the intercept is not penalized
+    problem = (logistic if kind == "logistic" else least_squares)(X, y, 0.0, dtype=dtype)
+    penalty = (L1(l1, weights) if l2 == 0 else ElasticNetPenalty(l1, l2, weights))
+    result = sapphire(problem, penalty, epochs=epochs, key=seed_key(est.random_state), tol=tol)
+    z = np.asarray(result.x, np.float64)
+    if not np.all(np.isfinite(z)) or result.status in (Status.NONFINITE, Status.DIVERGED):
+        raise FloatingPointError("SAPPHIRE diverged; " + Status(int(result.status)).message)
+    if result.status != Status.CONVERGED:
+        warnings.warn(f"SAPPHIRE did not converge in {epochs} epochs (natural residual "
+                      f"{float(result.grad_norm[-1]):.2e}); raise max_iter or loosen tol",
+                      ConvergenceWarning, stacklevel=4)
+    c = float(z[-1]) if est.fit_intercept else 0.0
+    return z[:d], c, len(result.objective) - 1
+
+
 def solve(est, problem):
     """nysadmm with the estimator's solver settings; warns if it did not converge.
 

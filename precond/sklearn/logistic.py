@@ -12,11 +12,13 @@ from precond.validation import check_fraction, check_positive
 from ._base import (
     OneVsRestBase,
     check_sample_weight,
+    check_solver,
     compute_dtype,
     in_precision,
     pad,
     pad_rows,
     solve,
+    solve_sapphire,
 )
 
 __all__ = ["LogisticRegression"]
@@ -50,7 +52,8 @@ def _zero_optimal_intercept(X, y, sample_weight, C: float, l1: float, fit_interc
 
 
 class LogisticRegression(OneVsRestBase):
-    """scikit-learn's LogisticRegression with ℓ1 / elastic-net penalty, solved by NysADMM.
+    """scikit-learn's LogisticRegression with ℓ1 / elastic-net penalty, solved by NysADMM or
+    SAPPHIRE.
 
     For two classes, with labels yᵢ = ±1 (``classes_[1]`` is +1),
 
@@ -68,18 +71,23 @@ class LogisticRegression(OneVsRestBase):
       l1_ratio: the penalty's ℓ1 share in [0, 1]; defaults to 1 (the ℓ1 problem NysADMM is for;
         scikit-learn's default is 0).
       fit_intercept: fit the unpenalized intercept c.
-      max_iter: NysADMM's iteration cap (per binary problem).
-      tol: the Boyd eps_abs = eps_rel tolerance of the ADMM residuals.
-      rank: the Nyström sketch size of the x-step.
+      max_iter: NysADMM's iteration cap, or SAPPHIRE's epoch cap (per binary problem).
+      tol: NysADMM: the Boyd eps_abs = eps_rel tolerance of the ADMM residuals; SAPPHIRE: the
+        natural residual ‖z − prox(z − ∇F(z))‖ relative to its start.
+      rank: the Nyström sketch size of NysADMM's x-step (SAPPHIRE keeps its own default).
       rho: NysADMM's initial penalty ρ > 0, or "auto".
-      random_state: seeds the sketch (None: a fixed seed).
+      random_state: seeds the sketch and SAPPHIRE's minibatches (None: a fixed seed).
       dtype: ``np.float64`` (default, whatever ``jax_enable_x64`` says) or ``np.float32``.
+      solver: "nysadmm" (default) or "sapphire" (:func:`precond.stochastic.sapphire`, no
+        ``sample_weight``): SAPPHIRE was measured faster than NysADMM on dense data with many
+        more samples than features and slower on sparse rows with tens of thousands of
+        columns (docs/results/promise.md, "SAPPHIRE").
 
     Attributes:
       classes_: the k sorted class labels.
       coef_: w, float64 (1, d) for two classes, (k, d) one-vs-rest.
       intercept_: c, float64 (1,) or (k,).
-      n_iter_: NysADMM iterations of each binary problem, (1,) or (k,).
+      n_iter_: NysADMM iterations (SAPPHIRE epochs) of each binary problem, (1,) or (k,).
 
     Example:
       >>> from sklearn.datasets import load_iris
@@ -93,7 +101,7 @@ class LogisticRegression(OneVsRestBase):
     """
 
     def __init__(self, C=1.0, *, l1_ratio=1.0, fit_intercept=True, max_iter=2000, tol=1e-6,
-                 rank=50, rho="auto", random_state=None, dtype=np.float64):
+                 rank=50, rho="auto", random_state=None, dtype=np.float64, solver="nysadmm"):
         self.C = C
         self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
@@ -103,6 +111,7 @@ class LogisticRegression(OneVsRestBase):
         self.rho = rho
         self.random_state = random_state
         self.dtype = dtype
+        self.solver = solver
 
     @in_precision
     def fit(self, X, y, sample_weight=None):
@@ -110,11 +119,15 @@ class LogisticRegression(OneVsRestBase):
         X, y = validate_data(self, X, y, accept_sparse="csr", dtype=np.float64)
         C = check_positive(self.C, "C")
         l1_ratio = check_fraction(self.l1_ratio, "l1_ratio", closed_high=True)
+        solver = check_solver(self)
         targets = self._binary_targets(y)
         dtype = compute_dtype(self)
         sw = check_sample_weight(sample_weight, X.shape[0])
-        Xp, wp = pad(X, sw, dtype)
-        A = data_operator(Xp)  # converted once, shared by the k problems
+        if solver == "sapphire" and sw is not None:
+            raise ValueError("solver='sapphire' takes no sample_weight; use solver='nysadmm'")
+        if solver == "nysadmm":
+            Xp, wp = pad(X, sw, dtype)
+            A = data_operator(Xp)  # converted once, shared by the k problems
         d = X.shape[1]
         coef, intercept, iterations = [], [], []
         for yb in targets:  # same shapes: the solver compiles once for all k problems
@@ -123,6 +136,14 @@ class LogisticRegression(OneVsRestBase):
                 coef.append(np.zeros(d))
                 intercept.append(c0)
                 iterations.append(0)
+                continue
+            if solver == "sapphire":  # Φ/(Cn): (1/n)Σ log-loss + λ₁‖w‖₁ + (λ₂/2)‖w‖²
+                w, c, epochs = solve_sapphire(self, X, yb, "logistic",
+                                              l1_ratio / (C * X.shape[0]),
+                                              (1.0 - l1_ratio) / (C * X.shape[0]), dtype)
+                coef.append(w)
+                intercept.append(c)
+                iterations.append(epochs)
                 continue
             problem = l1_logistic(A, pad_rows(yb, Xp.shape[0], dtype, value=1.0), l1_ratio,
                                   l2=1.0 - l1_ratio, C=C, fit_intercept=self.fit_intercept,

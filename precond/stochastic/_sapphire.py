@@ -51,6 +51,7 @@ _HALVINGS = 10
 _ARMIJO = 1e-4
 _RANK = 50  # the default Nyström rank cap
 _BATCH = 64  # the default gradient minibatch (cap)
+_HESSIAN_BATCH = 256  # the default Hessian subsample's floor: b_H = min(n, max(⌊√n⌋, 256))
 # Prox supports up to these sizes build the Newton matrix from their rows only (the smallest
 # tier that holds the support; larger supports use all d rows).
 _SUPPORT_TIERS = (64, 1024)
@@ -273,10 +274,12 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
     preconditioner (:func:`precond.stochastic.estimate_curvature`: rank r on a b_H-subsample,
     damping ρ) and η = ½/L̂ with L̂ = λ_max(P⁻¹(H_S′ + μI)); both are refreshed every
     ``refresh`` epochs (default: every epoch for logistic, once for least squares, whose Hessian
-    does not move).  Defaults as for :func:`precond.stochastic.solve` (b_H = ⌊√n⌋) except
+    does not move).  Defaults as for :func:`precond.stochastic.solve` except
     b_g = min(64, n) and r = min(50, d, b_H) (chosen on random-feature lasso and ℓ1-logistic:
     larger batches cost more data passes, a rank-10 sketch left most of the spectrum
-    unpreconditioned; the measurements are in docs/bench/sapphire.md), and
+    unpreconditioned; the measurements are in docs/bench/sapphire.md), b_H = min(n, max(⌊√n⌋,
+    256)) (PROMISE's ⌊√n⌋ alone, 12 samples on iris, let L̂ miss the curvature of nearly
+    separable classes and the iterates diverged; docs/results/promise.md), and
     ρ = μ + λ₂·mean(weights) for an elastic net (the penalty's curvature).  One epoch costs
     n + ⌊n/b_g⌋b_g gradient evaluations (≈ 2 data passes: ∇F_B(w̃) is read from the snapshot's
     table of φ′, :func:`precond.stochastic.snapshot`).  A fixed point is the composite
@@ -296,8 +299,9 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
       epochs: the most epochs (≥ 1).
       key: a jax.random key (minibatches, sketches); required.
       batch_size: b_g, the gradient minibatch (default min(64, n)).
-      hessian_batch_size, refresh, x0: b_H, epochs between refreshes (0 = once), the start
-        (d,): as for :func:`precond.stochastic.solve`.
+      hessian_batch_size: b_H, the Hessian subsample (default min(n, max(⌊√n⌋, 256))).
+      refresh, x0: epochs between refreshes (0 = once), the start (d,): as for
+        :func:`precond.stochastic.solve`.
       rank: r, the Nyström rank (default min(50, d, b_H)).
       rho: ρ ≥ 0, P's damping (default μ + λ₂·mean(weights)).
       lr: η > 0 (default ½/L̂).
@@ -333,6 +337,8 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
             rho += float(penalty.l2) * float(jnp.mean(penalty.weights))
     if batch_size is None:  # b_g = min(64, n): see docs/bench/sapphire.md
         batch_size = min(_BATCH, problem.n)
+    if hessian_batch_size is None:  # ⌊√n⌋ samples (PROMISE's b_H) misjudge L̂ on small n
+        hessian_batch_size = min(problem.n, max(int(np.sqrt(problem.n)), _HESSIAN_BATCH))
     defaults = resolve_defaults(problem, batch_size=batch_size,
                                 hessian_batch_size=hessian_batch_size, rank=rank, rho=rho,
                                 refresh=refresh)

@@ -66,12 +66,13 @@ def test_lasso_sparse_input_equals_dense(monkeypatch):
     np.testing.assert_allclose(sparse.predict(sp.csr_matrix(X)), dense.predict(X), atol=1e-5)
 
 
+@pytest.mark.parametrize("solver", ["nysadmm", "sapphire"])
 @pytest.mark.parametrize("l1_ratio", [1.0, 0.5])
-def test_logistic_objective_matches_saga(l1_ratio):
+def test_logistic_objective_matches_saga(l1_ratio, solver):
     X, y = _data(2)
     labels = np.where(y > np.median(y), "b", "a")
     C = 0.05
-    ours = LogisticRegression(C=C, l1_ratio=l1_ratio, tol=1e-9).fit(X, labels)
+    ours = LogisticRegression(C=C, l1_ratio=l1_ratio, tol=1e-9, solver=solver).fit(X, labels)
     theirs = linear_model.LogisticRegression(C=C, l1_ratio=l1_ratio, solver="saga", tol=1e-12,
                                              max_iter=200_000).fit(X, labels)
     yb = np.where(labels == "b", 1.0, -1.0)
@@ -85,6 +86,18 @@ def test_logistic_objective_matches_saga(l1_ratio):
     assert list(ours.classes_) == ["a", "b"]
     assert (ours.predict(X) == theirs.predict(X)).mean() > 0.98
     np.testing.assert_allclose(ours.predict_proba(X).sum(1), 1.0)
+
+
+def test_logistic_sapphire_one_vs_rest_and_its_errors():
+    X, y = load_iris(return_X_y=True)
+    m = LogisticRegression(C=10.0, solver="sapphire", tol=1e-8).fit(X, y)
+    ref = LogisticRegression(C=10.0, tol=1e-10).fit(X, y)  # NysADMM, the same k problems
+    np.testing.assert_allclose(m.coef_, ref.coef_, atol=1e-3)
+    assert m.n_iter_.shape == (3,) and np.all(m.n_iter_ > 0)
+    with pytest.raises(ValueError, match="takes no sample_weight"):
+        LogisticRegression(solver="sapphire").fit(X, y, sample_weight=np.ones(len(y)))
+    with pytest.raises(ValueError, match="solver must be 'nysadmm' or 'sapphire'"):
+        LogisticRegression(solver="lbfgs").fit(X, y)
 
 
 def test_logistic_zero_solution_needs_no_iterations():
