@@ -36,6 +36,8 @@ __all__ = ["StochasticMethod", "StochasticResult", "Curvature", "Defaults", "res
 
 # Cap on power-iteration steps for λ_max(P⁻¹H) (it usually stops much earlier, at 1e-3 relative).
 _POWER_STEPS = 50
+SAFEGUARD_HALVINGS = 20
+"""How many times the step safeguard of :func:`solve` may undo an epoch and halve the step."""
 RANK_MEMORY = 2**26
 """Default memory budget (bytes) of the adaptive rank's U (d × r): r ≤ RANK_MEMORY/(itemsize·d)."""
 
@@ -228,10 +230,10 @@ def _lambda_max(A, key):
 
 
 def _rank_cap(problem: GLMProblem, bh: int, max_rank, memory) -> int:
-    """min(d, b_H, max_rank, memory/(itemsize·d)), ≥ 1: H_S has rank ≤ b_H; U is d × r."""
+    """min(d, ⌊b_H/2⌋, max_rank, memory/(itemsize·d)), ≥ 1 (see :func:`adaptive_rank`)."""
     itemsize = jnp.dtype(problem.dtype).itemsize
     by_memory = int(check_positive(memory, "memory") // (itemsize * problem.d))
-    cap = min(problem.d, bh, max(by_memory, 1))
+    cap = max(min(problem.d, bh // 2, by_memory), 1)
     if max_rank is not None:
         cap = min(cap, check_int(max_rank, "max_rank", low=1))
     return cap
@@ -247,7 +249,12 @@ def adaptive_rank(problem: GLMProblem, w, key, rho, *, hessian_batch_size: int,
     H_S(w) − μI, S a uniform b_H-subsample) until the estimated ‖H_S − Ĥ_S‖ ≤ ρ — the curvature
     the sketch leaves out is at most the damping, so P⁻¹ = (Ĥ_S + ρI)⁻¹ (scaled) preconditions
     all of the effective dimension d_eff(ρ) — or until the cap
-    r_max = min(d, b_H, ``max_rank``, ``memory``/(itemsize·d)) (H_S has rank ≤ b_H; U is d × r).
+    r_max = min(d, ⌊b_H/2⌋, ``max_rank``, ``memory``/(itemsize·d)) (U is d × r).  Half of b_H,
+    because H_S has rank ≤ b_H and the lower half of its spectrum is mostly sampling noise: a
+    sketch at r ≈ b_H takes H_S's smallest nonzero eigenvalue as λ̂_r, P⁻¹ then shrinks the
+    top directions by λ̂_r/λ̂_i far more than the whole Hessian warrants: on nearly separable
+    data (KEEL mushroom) the runs blew up at r = b_H and converged at ⌊b_H/2⌋
+    (docs/results/promise.md).
     A fast-decaying spectrum keeps r small; a spread one grows it to the cap.  A host loop: each
     doubling is a new shape, compiled once per shape (≤ log₂ r_max of them).
 
@@ -258,7 +265,7 @@ def adaptive_rank(problem: GLMProblem, w, key, rho, *, hessian_batch_size: int,
       rho: ρ ≥ 0, the damping the preconditioner will use.
       hessian_batch_size: b_H, the Hessian subsample size.
       initial_rank: the first r.
-      max_rank: an extra cap on r (default none beyond d, b_H and memory).
+      max_rank: an extra cap on r (default none beyond d, ⌊b_H/2⌋ and memory).
       memory: bytes allowed for U (d × r).
 
     Example:
@@ -367,6 +374,11 @@ def _value_and_grad_norm(problem, w):
     return f, jnp.linalg.norm(g)
 
 
+@jax.jit
+def _value(problem, w):
+    return problem.value(w)
+
+
 def check_lr(lr) -> float | None:
     """None (estimate η = ½/L̂) or a positive finite learning rate."""
     return None if lr is None else check_positive(lr, "lr")
@@ -430,7 +442,7 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
 
     Adaptive defaults of the preconditioned methods (``method.sketchy``), each only when its
     argument is None: the rank r follows the spectrum of H_S(x₀) (:func:`adaptive_rank`: doubled
-    from min(10, d, b_H) until ‖H_S − Ĥ_S‖ ≤ ρ, capped by d, b_H, ``max_rank`` and a memory
+    from min(10, d, b_H) until ‖H_S − Ĥ_S‖ ≤ ρ, capped by d, ⌊b_H/2⌋, ``max_rank`` and a memory
     budget), then the minibatch follows the costs (:func:`adaptive_batch_size`: b_g =
     min(n, 2^⌈log₂ max(r, L̂_max/L̂)⌉), so an epoch is ⌊n/b_g⌋ steps).  Both are chosen once, at
     x₀ (the rank search's seconds, compilation of each new rank included, count in ``times``);
@@ -453,7 +465,7 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
       tol: stop when ‖∇F‖ ≤ tol·max(1, ‖∇F(x₀)‖).
       target: stop when F ≤ target.
       progress: show a rich progress bar.
-      max_rank: a cap on the adaptive rank (default none beyond d, b_H and memory).
+      max_rank: a cap on the adaptive rank (default none beyond d, ⌊b_H/2⌋ and memory).
       stall_decay: γ ∈ (0, 1) or None: multiply the step by γ after every epoch whose objective
         is not below the best one so far (for methods whose ``hyper`` is the step η itself, as
         SGD's); None keeps the method's own rule.
@@ -528,17 +540,29 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
 
     # The stall schedule's host state: the best objective so far and the step's multiplier.
     stall = {"best": float(f0), "scale": 1.0}
+    # The step safeguard of the preconditioned methods whose step comes from L̂ (see the
+    # docstring): the best F so far, L̂'s multiplier and the halvings left.
+    guard = method.sketchy and lr is None
+    safe = {"best": float(f0), "scale": 1.0, "left": SAFEGUARD_HALVINGS}
 
     def epoch(k, carry):
         key, state, curv = carry
         key, k_epoch, k_curv = jax.random.split(key, 3)
         if curv_c is not None and k > 0 and every > 0 and k % every == 0:
             curv = curv_c(problem, method.iterate(state), k_curv, rho)
-        hyper = method.hyper(curv.L, lr, defaults, problem, k)
+        L = curv.L * jnp.asarray(safe["scale"], dtype) if guard else curv.L
+        hyper = method.hyper(L, lr, defaults, problem, k)
         if stall_decay is not None:
             hyper = hyper * jnp.asarray(stall["scale"], dtype)
-        state, evals = epoch_c(problem, state, curv, hyper, k_epoch)
-        return (key, state, curv), (evals, hyper)
+        new, evals = epoch_c(problem, state, curv, hyper, k_epoch)
+        if guard and safe["left"] > 0:
+            f = float(_value(problem, method.iterate(new)))
+            if not f <= safe["best"] + 0.1 * (float(f0) - safe["best"]):  # NaN included
+                safe["scale"] *= 2.0  # 2L̂: every method's step halves
+                safe["left"] -= 1
+                return (key, state, curv), (evals, hyper)  # the epoch is undone
+            safe["best"] = min(safe["best"], f)
+        return (key, new, curv), (evals, hyper)
 
     def evaluate(carry, out):
         evals, hyper = out
