@@ -448,6 +448,13 @@ def solve(method: StochasticMethod, problem: GLMProblem, *, epochs: int, key: ja
     x₀ (the rank search's seconds, compilation of each new rank included, count in ``times``);
     later refreshes keep r.  The result records r, ρ, b_g, b_H and ⌊n/b_g⌋.
 
+    Step safeguard (preconditioned methods with ``lr=None``): L̂ comes from a b_H-subsample and
+    can miss curvature that few samples carry (nearly separable data), so after each epoch F is
+    evaluated (one pass, timed) and an epoch whose F gives back more than a tenth of the
+    progress made so far, F > F_best + (F(x₀) − F_best)/10, or is not finite, is undone and L̂
+    doubled (every method's step halves; ``lr`` records it), at most ``SAFEGUARD_HALVINGS``
+    times.  Its gradient evaluations still count.
+
     Args:
       method: a :class:`StochasticMethod` (``SketchySGD``, ``SketchySVRG``, …, or your own).
       problem: a :class:`GLMProblem` (n samples, d features).

@@ -10,7 +10,7 @@ import pytest
 from test_promise import _reference  # the tight L-BFGS reference solve
 
 import precond.stochastic as ps
-from precond.linalg import IdentityOperator
+from precond.linalg import IdentityOperator, Status
 
 
 def _problem(n, d, scales, seed=0, mu=1e-3):
@@ -106,3 +106,32 @@ def test_bad_stall_decay():
     p, _, _ = _problem(64, 4, np.ones(4))
     with pytest.raises(ValueError, match="stall_decay"):
         ps.solve(ps.SGD, p, epochs=1, key=jax.random.key(0), stall_decay=1.0)
+
+
+def test_step_safeguard_undoes_bad_epochs_and_halves_the_step():
+    """A method whose estimated step is 64× too long: each epoch that gives back more than a
+    tenth of the progress (or blows up) is undone and the step halved, until the run descends;
+    with the same step given as ``lr`` (no safeguard) it diverges."""
+    from precond.stochastic._common import constant_rate
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((512, 6)) * np.logspace(0, -1, 6)
+    p = ps.least_squares(X, X @ rng.standard_normal(6), 1e-3)  # L̂ fixed: one refresh
+
+    def too_long(L, lr, defaults, problem, epoch=0):
+        return 64.0 * constant_rate(L, lr, defaults, problem, epoch)
+
+    method = ps.SketchySVRG._replace(name="too long", hyper=too_long)
+    res = ps.solve(method, p, epochs=30, key=jax.random.key(0), batch_size=32)
+    f, lr = res.objective, res.lr[1:]
+    assert np.all(np.isfinite(f)) and np.all(f[1:] <= f[0])  # undone epochs keep the state
+    steps = lr[1:] / lr[:-1]
+    assert np.all(np.isclose(steps, 1.0) | np.isclose(steps, 0.5))  # only halvings
+    assert 1 <= np.sum(np.isclose(steps, 0.5)) <= ps._common.SAFEGUARD_HALVINGS
+    n = X.shape[0]
+    w_star = np.linalg.solve(X.T @ X / n + 1e-3 * np.eye(6), X.T @ (X @ np.zeros(6) + p.y) / n)
+    f_star = float(p.value(w_star))
+    assert f[-1] - f_star < 1e-6 * (f[0] - f_star)  # then it converges
+    assert res.status != Status.DIVERGED
+    given = ps.solve(method, p, epochs=30, key=jax.random.key(0), batch_size=32, lr=lr[0])
+    assert given.status == Status.DIVERGED
