@@ -16,12 +16,14 @@ from precond.validation import check_fraction, check_int, check_nonnegative, che
 
 from ._base import (
     check_sample_weight,
+    check_solver,
     compute_dtype,
     in_precision,
     pad,
     pad_rows,
     seed_key,
     solve,
+    solve_sapphire,
 )
 
 __all__ = ["Lasso", "ElasticNet", "Ridge"]
@@ -44,7 +46,7 @@ class _LinearRegressor(RegressorMixin, BaseEstimator):
 
 
 class ElasticNet(_LinearRegressor):
-    """scikit-learn's ElasticNet solved by NysADMM.
+    """scikit-learn's ElasticNet solved by NysADMM or SAPPHIRE.
 
     minimize (1/(2n))‖y − Xw − c‖² + α·l1_ratio‖w‖₁ + ½α(1 − l1_ratio)‖w‖²,
 
@@ -55,19 +57,22 @@ class ElasticNet(_LinearRegressor):
       alpha: α ≥ 0, the penalty's overall weight.
       l1_ratio: its ℓ1 share, in [0, 1].
       fit_intercept: fit the unpenalized intercept c.
-      max_iter: NysADMM's iteration cap.
-      tol: seed 004's natural-residual tolerance (not scikit-learn's duality gap).
+      max_iter: NysADMM's iteration cap, or SAPPHIRE's epoch cap.
+      tol: seed 004's natural-residual tolerance (not scikit-learn's duality gap); SAPPHIRE:
+        the natural residual relative to its start.
       rank: the Nyström sketch size of the PCG x-step (sparse X, or more columns than rows;
         dense X with d ≤ min(n, 4096) takes nysadmm's Cholesky x-step on the Gram matrix).
       rho: NysADMM's initial penalty ρ > 0, or "auto".
       random_state: seeds the sketch (None: a fixed seed).
       dtype: the float dtype of the solve, ``np.float64`` (as scikit-learn, whatever
         ``jax_enable_x64`` says) or ``np.float32``.
+      solver: "nysadmm" (default) or "sapphire" (:func:`precond.stochastic.sapphire`, no
+        ``sample_weight``; measured against NysADMM in docs/results/promise.md, "SAPPHIRE").
 
     Attributes:
       coef_: w (d,), float64.
       intercept_: c, a float.
-      n_iter_: NysADMM iterations.
+      n_iter_: NysADMM iterations (SAPPHIRE epochs).
 
     Example:
       >>> import numpy as np
@@ -79,7 +84,8 @@ class ElasticNet(_LinearRegressor):
     """
 
     def __init__(self, alpha=1.0, *, l1_ratio=0.5, fit_intercept=True, max_iter=2000,
-                 tol=1e-6, rank=50, rho="auto", random_state=None, dtype=np.float64):
+                 tol=1e-6, rank=50, rho="auto", random_state=None, dtype=np.float64,
+                 solver="nysadmm"):
         self.alpha = alpha
         self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
@@ -89,6 +95,7 @@ class ElasticNet(_LinearRegressor):
         self.rho = rho
         self.random_state = random_state
         self.dtype = dtype
+        self.solver = solver
 
     def _penalties(self, n):
         alpha = check_nonnegative(self.alpha, "alpha")
@@ -100,11 +107,18 @@ class ElasticNet(_LinearRegressor):
         """Fit on X (n, d) (dense or sparse), y (n,), optional sample_weight (n,)."""
         X, y = self._validate(X, y)
         n, d = X.shape
+        solver = check_solver(self)
         sw = check_sample_weight(sample_weight, n)
         if sw is not None:
+            if solver == "sapphire":
+                raise ValueError("solver='sapphire' takes no sample_weight; use solver='nysadmm'")
             sw = sw * (n / sw.sum())  # scikit-learn's ElasticNet rescales weights to sum n
         l1, l2 = self._penalties(n)
         dtype = compute_dtype(self)
+        if solver == "sapphire":  # Φ/n: (1/(2n))‖y − Xw − c‖² + α(ρ₁‖w‖₁ + (1 − ρ₁)‖w‖²/2)
+            self.coef_, self.intercept_, self.n_iter_ = solve_sapphire(
+                self, X, y, "least_squares", l1 / n, l2 / n, dtype)
+            return self
         Xp, wp = pad(X, sw, dtype)
         problem = elastic_net(Xp, pad_rows(y, Xp.shape[0], dtype), l1, l2,
                               fit_intercept=self.fit_intercept, sample_weight=wp)
@@ -116,7 +130,7 @@ class ElasticNet(_LinearRegressor):
 
 
 class Lasso(ElasticNet):
-    """scikit-learn's Lasso, (1/(2n))‖y − Xw − c‖² + α‖w‖₁, solved by NysADMM.
+    """scikit-learn's Lasso, (1/(2n))‖y − Xw − c‖² + α‖w‖₁, solved by NysADMM or SAPPHIRE.
 
     :class:`ElasticNet` with ``l1_ratio=1``; the same arguments and attributes otherwise.
 
@@ -130,7 +144,7 @@ class Lasso(ElasticNet):
     """
 
     def __init__(self, alpha=1.0, *, fit_intercept=True, max_iter=2000, tol=1e-6, rank=50,
-                 rho="auto", random_state=None, dtype=np.float64):
+                 rho="auto", random_state=None, dtype=np.float64, solver="nysadmm"):
         self.alpha = alpha
         self.fit_intercept = fit_intercept
         self.max_iter = max_iter
@@ -139,6 +153,7 @@ class Lasso(ElasticNet):
         self.rho = rho
         self.random_state = random_state
         self.dtype = dtype
+        self.solver = solver
 
     def _penalties(self, n):
         return n * check_nonnegative(self.alpha, "alpha"), 0.0
