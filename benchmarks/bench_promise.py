@@ -372,18 +372,19 @@ def main() -> int:
     grid = ", ".join(f"{c:g}" for c in sorted(GRID))
     text = [
         "## PROMISE: Sketchy methods with adaptive defaults vs scikit-learn's saga and tuned "
-        "SVRG/SAGA",
+        "SVRG/SAGA (issue 22)",
         "",
         f"Command: `{cmd}` ({total:.0f} s in all; {time.strftime('%Y-%m-%d')}; load average "
-        f"(1 min) {min(loads):.1f}–{max(loads):.1f} during the run, on a machine shared with "
-        f"other jobs).  Machine: {machine()}.  float64; threads pinned (XLA "
+        f"(1 min) {min(loads):.1f}–{max(loads):.1f} during the run; a load above the cores "
+        f"in use inflates the seconds).  Machine: {machine()}.  float64; threads pinned (XLA "
         "intra_op_parallelism_threads=1, no multi-threaded Eigen; OMP/OpenBLAS 1 thread).",
         "",
         "ℓ2-regularized logistic regression, μ = 1e-2/n, no intercept beyond an explicit column "
         "of ones; target F − F* ≤ 1e-4 with F* from a Newton solve.  Every run has the same "
         f"budget of {budget} epochs and stops as soon as the target is met.  Sketchy methods: "
         "precond.stochastic defaults, no tuning: r adaptive (doubled from 10 on H_S(x₀) until "
-        "‖H_S − Ĥ_S‖ ≤ ρ, capped by d, b_H = ⌊√n⌋ and memory), b_g = min(n, 2^⌈log₂ max(r, "
+        "‖H_S − Ĥ_S‖ ≤ ρ, capped by d, ⌊b_H/2⌋ (b_H = ⌊√n⌋) and memory), "
+        "b_g = min(n, 2^⌈log₂ max(r, "
         "L̂_max/L̂)⌉), ρ = μ, refresh every epoch, η = ½/λ̂_max(P⁻¹(H_S′ + μI)), Katyusha θ₁ = "
         "min(½, √(2nσ/3)), SketchySGD's stall schedule (η halved after an epoch that does not "
         "improve F); the column 'r, b_g, steps/epoch, median η' is what the run on key 0 used.  "
@@ -399,7 +400,7 @@ def main() -> int:
         "epochs = smallest max_iter within the gap (doubling, then bisection to 1/8: at most "
         "12.5% above the smallest), seconds = median "
         "of one fit with that max_iter per round.  *Data passes* = gradient evaluations / n "
-        "(SVRG and loopless Katyusha ≈ 3 per epoch, SGD/SAGA 1, SAGA +1 for its table at x₀).  "
+        "(SVRG and loopless Katyusha ≈ 2 per epoch, SGD/SAGA 1, SAGA +1 for its table at x₀).  "
         "Seconds: solver work with `block_until_ready`, compilation and per-epoch objective "
         "evaluations excluded; noisy on a shared machine.",
         *lines,
