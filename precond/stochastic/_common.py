@@ -273,7 +273,7 @@ def adaptive_rank(problem: GLMProblem, w, key, rho, *, hessian_batch_size: int,
       >>> from precond.stochastic import adaptive_rank, logistic
       >>> X = np.random.default_rng(0).standard_normal((400, 30))
       >>> p = logistic(X, (X[:, 0] > 0).astype(float), 1e-3)
-      >>> adaptive_rank(p, np.zeros(30), jax.random.key(0), 1e-3, hessian_batch_size=40)
+      >>> adaptive_rank(p, np.zeros(30), jax.random.key(0), 1e-3, hessian_batch_size=80)
       30
     """
     if not isinstance(problem, GLMProblem):
