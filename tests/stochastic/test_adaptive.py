@@ -7,10 +7,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_promise import _reference  # the tight L-BFGS reference solve
 
 import precond.stochastic as ps
 from precond.linalg import IdentityOperator, Status
+from precond.stochastic._common import _sample
 
 
 def _problem(n, d, scales, seed=0, mu=1e-3):
@@ -135,3 +138,21 @@ def test_step_safeguard_undoes_bad_epochs_and_halves_the_step():
     assert res.status != Status.DIVERGED
     given = ps.solve(method, p, epochs=30, key=jax.random.key(0), batch_size=32, lr=lr[0])
     assert given.status == Status.DIVERGED
+
+
+@settings(max_examples=20, deadline=None)
+@given(n=st.integers(1, 60), frac=st.floats(0.0, 1.2), seed=st.integers(0, 2**31 - 1))
+def test_hessian_subsample_is_a_set_of_distinct_indices(n, frac, seed):
+    size = max(1, int(frac * n))
+    idx = np.asarray(_sample(jax.random.key(seed), n, size))
+    assert len(idx) == min(size, n) and len(set(idx.tolist())) == len(idx)
+    assert idx.min() >= 0 and idx.max() < n
+
+
+def test_hessian_subsample_is_uniform():
+    """Each of n = 10 indices lands in a 3-subset with probability 3/10 (2000 draws: 600
+    expected per index, standard deviation ≈ 20)."""
+    draw = jax.jit(jax.vmap(lambda k: _sample(k, 10, 3)))
+    counts = np.bincount(np.asarray(draw(jax.random.split(jax.random.key(0), 2000))).ravel(),
+                         minlength=10)
+    assert np.all(np.abs(counts - 600) < 100)

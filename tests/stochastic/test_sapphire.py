@@ -135,16 +135,20 @@ def test_bad_input_is_a_clear_error():
 
 def test_defaults_converge_on_nearly_separable_small_data():
     """Iris setosa vs rest (separable) with an unpenalized intercept column, n = 150: the default
-    b_H = min(n, max(⌊√n⌋, 256)) = n converges; PROMISE's ⌊√n⌋ = 12 let L̂ miss the curvature and
-    the run diverged."""
+    b_H = min(n, max(⌊√n⌋, 256)) = n converges on every key; with PROMISE's ⌊√n⌋ = 12, L̂ from
+    12 samples misses the curvature and most keys do not converge in 200 epochs (or diverge)."""
     from sklearn.datasets import load_iris
 
     X, y = load_iris(return_X_y=True)
     X = np.hstack([X, np.ones((150, 1))])
     p = ps.logistic(X, np.where(y == 0, 1.0, -1.0), 0.0)
     pen = ps.L1(1 / 1500, np.r_[np.ones(4), 0.0])
-    res = ps.sapphire(p, pen, epochs=200, key=jax.random.key(0), tol=1e-8)
-    assert res.status == Status.CONVERGED and res.hessian_batch_size == 150
-    small = ps.sapphire(p, pen, epochs=200, key=jax.random.key(0), tol=1e-8,
-                        hessian_batch_size=12)
-    assert small.status == Status.DIVERGED
+    failed = 0
+    for k in range(4):
+        res = ps.sapphire(p, pen, epochs=200, key=jax.random.key(k), tol=1e-8)
+        assert res.status == Status.CONVERGED and len(res.objective) <= 31
+        assert res.hessian_batch_size == 150
+        small = ps.sapphire(p, pen, epochs=200, key=jax.random.key(k), tol=1e-8,
+                            hessian_batch_size=12)
+        failed += small.status != Status.CONVERGED
+    assert failed >= 2
