@@ -279,7 +279,7 @@ def sapphire(problem: GLMProblem, penalty, *, epochs: int, key: jax.Array,
     larger batches cost more data passes, a rank-10 sketch left most of the spectrum
     unpreconditioned; the measurements are in docs/bench/sapphire.md), b_H = min(n, max(⌊√n⌋,
     256)) (PROMISE's ⌊√n⌋ alone, 12 samples on iris, let L̂ miss the curvature of nearly
-    separable classes and the iterates diverged; docs/results/promise.md), and
+    separable classes: most keys diverged or did not converge; docs/results/promise.md), and
     ρ = μ + λ₂·mean(weights) for an elastic net (the penalty's curvature).  One epoch costs
     n + ⌊n/b_g⌋b_g gradient evaluations (≈ 2 data passes: ∇F_B(w̃) is read from the snapshot's
     table of φ′, :func:`precond.stochastic.snapshot`).  A fixed point is the composite
