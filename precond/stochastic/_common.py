@@ -166,6 +166,7 @@ def _sqrt_ratios(approx, rho):
     return jnp.sqrt(ratios)
 
 
+@partial(jax.jit, static_argnums=(1, 2))
 def _sample(key, n: int, size: int) -> jax.Array:
     """A uniformly random subset of {0, …, n − 1} of ``size`` elements (without replacement), in
     no particular order; all n when size ≥ n.
@@ -173,7 +174,8 @@ def _sample(key, n: int, size: int) -> jax.Array:
     Floyd's algorithm: for j = n − size, …, n − 1 draw t uniform in {0, …, j} and add t, or j if
     t is already in.  O(size²) compares in one compiled loop, where ``jax.random.choice(…,
     replace=False)`` sorts all n keys — on XLA:CPU that sort cost more than the sketch and the
-    power iteration together on KEEL magic (n = 19020, b_H = 137).
+    power iteration together on KEEL magic (n = 19020, b_H = 137).  Jitted (n and size
+    static), so an eager call (the adaptive choices at x₀) compiles once per shape.
     """
     if size >= n:
         return jnp.arange(n)
