@@ -272,8 +272,8 @@ def adaptive_rank(problem: GLMProblem, w, key, rho, *, hessian_batch_size: int,
     because H_S has rank ≤ b_H and the lower half of its spectrum is mostly sampling noise: a
     sketch at r ≈ b_H takes H_S's smallest nonzero eigenvalue as λ̂_r, P⁻¹ then shrinks the
     top directions by λ̂_r/λ̂_i far more than the whole Hessian warrants: on nearly separable
-    data (KEEL mushroom) the runs blew up at r = b_H and converged at ⌊b_H/2⌋
-    (docs/results/promise.md).
+    data (KEEL mushroom) the runs at r = b_H blew up (without the step safeguard of
+    :func:`solve`) or crawled, and converged at ⌊b_H/2⌋ (docs/results/promise.md).
     A fast-decaying spectrum keeps r small; a spread one grows it to the cap.  A host loop: each
     doubling is a new shape, compiled once per shape (≤ log₂ r_max of them).
 
