@@ -132,12 +132,12 @@ def test_step_safeguard_undoes_bad_epochs_and_halves_the_step():
     assert np.all(np.isclose(steps, 1.0) | np.isclose(steps, 0.5))  # only halvings
     assert 1 <= np.sum(np.isclose(steps, 0.5)) <= ps._common.SAFEGUARD_HALVINGS
     n = X.shape[0]
-    w_star = np.linalg.solve(X.T @ X / n + 1e-3 * np.eye(6), X.T @ (X @ np.zeros(6) + p.y) / n)
+    w_star = np.linalg.solve(X.T @ X / n + 1e-3 * np.eye(6), X.T @ np.asarray(p.y) / n)
     f_star = float(p.value(w_star))
     assert f[-1] - f_star < 1e-6 * (f[0] - f_star)  # then it converges
     assert res.status != Status.DIVERGED
-    given = ps.solve(method, p, epochs=30, key=jax.random.key(0), batch_size=32, lr=lr[0])
-    assert given.status == Status.DIVERGED
+    fixed = ps.solve(method, p, epochs=30, key=jax.random.key(0), batch_size=32, lr=lr[0])
+    assert fixed.status == Status.DIVERGED
 
 
 @settings(max_examples=20, deadline=None)
