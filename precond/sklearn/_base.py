@@ -23,6 +23,7 @@ from sklearn.utils.validation import check_random_state
 
 from precond.composite import nysadmm
 from precond.linalg import Status
+from precond.stochastic import L1, ElasticNetPenalty, least_squares, logistic, sapphire
 from precond.validation import check_int, check_positive
 
 # Small problems are zero-padded to a few bucket shapes (rows of weight 0, columns of zeros — the
@@ -194,8 +195,6 @@ def solve_sapphire(est, X, y, kind: str, l1: float, l2: float, dtype):
       l1, l2: the penalty's weights λ₁, λ₂ ≥ 0.
       dtype: the compute dtype.
     """
-    from precond.stochastic import L1, ElasticNetPenalty, least_squares, logistic, sapphire
-
     epochs = check_int(est.max_iter, "max_iter", low=1)
     tol = check_positive(est.tol, "tol")
     n, d = X.shape

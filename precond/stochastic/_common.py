@@ -32,8 +32,8 @@ from .problems import GLMProblem
 
 __all__ = ["StochasticMethod", "StochasticResult", "Curvature", "Defaults", "resolve_defaults",
            "estimate_curvature", "adaptive_rank", "adaptive_batch_size", "RANK_MEMORY",
-           "epoch_batches", "snapshot", "variance_reduced_grad", "solve", "check_lr",
-           "learning_rate", "constant_rate", "init_at", "identity"]
+           "epoch_batches", "gradient_table", "snapshot", "variance_reduced_grad", "solve",
+           "check_lr", "learning_rate", "constant_rate", "init_at", "identity"]
 
 # Cap on power-iteration steps for λ_max(P⁻¹H) (it usually stops much earlier, at 1e-3 relative).
 _POWER_STEPS = 50
@@ -345,19 +345,32 @@ def adaptive_batch_size(problem: GLMProblem, w, curvature: Curvature, key, *, ra
     return int(min(problem.n, 2 ** int(np.ceil(np.log2(want)))))
 
 
+def gradient_table(problem: GLMProblem, w) -> tuple[jax.Array, jax.Array]:
+    """The per-sample gradient scalars αᵢ = φ′(xᵢᵀw, yᵢ) (n,) and their mean (1/n)Xᵀα (d,).
+
+    For a GLM ∇fᵢ(w) = αᵢxᵢ, so n scalars stand for n gradients (SAGA's table, SVRG's
+    snapshot).  Costs n gradient evaluations (one data pass).
+
+    Args:
+      problem: the GLM (n samples, d features).
+      w: the point (d,).
+    """
+    table = problem.residuals(w, None)  # all rows in place (row-sharded X is not gathered)
+    return table, problem.rows.T.matvec(table) / problem.n
+
+
 def snapshot(problem: GLMProblem, w) -> tuple[jax.Array, jax.Array]:
     """An SVRG snapshot at w̃ = ``w``: the table αᵢ = φ′(xᵢᵀw̃, yᵢ) (n,) and ∇F(w̃) (d,).
 
-    For a GLM ∇fᵢ(w̃) = αᵢxᵢ, so the table keeps every sample's snapshot gradient in one scalar
-    (SAGA's trick), and :func:`variance_reduced_grad` then needs one pass over a minibatch's rows
-    instead of two.  Costs n gradient evaluations (one data pass).
+    The table (:func:`gradient_table`) keeps every sample's snapshot gradient in one scalar, so
+    :func:`variance_reduced_grad` needs one pass over a minibatch's rows instead of two.
 
     Args:
       problem: the GLM (n samples, d features).
       w: the snapshot w̃ (d,).
     """
-    table = problem.residuals(w, None)  # all rows in place (row-sharded X is not gathered)
-    return table, problem.rows.T.matvec(table) / problem.n + problem.mu * w
+    table, mean = gradient_table(problem, w)
+    return table, mean + problem.mu * w
 
 
 def variance_reduced_grad(problem: GLMProblem, w, idx, point, table, full) -> jax.Array:

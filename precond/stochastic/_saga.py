@@ -15,6 +15,7 @@ from ._common import (
     StochasticResult,
     constant_rate,
     epoch_batches,
+    gradient_table,
     identity,
     solve,
 )
@@ -33,8 +34,7 @@ class SagaState(NamedTuple):
 
 @jax.jit
 def _init(problem, x0):
-    table = problem.residuals(x0, None)  # all rows in place (row-sharded X is not gathered)
-    mean = problem.rows.T.matvec(table) / problem.n
+    table, mean = gradient_table(problem, x0)
     return SagaState(x0, table, mean), jnp.int32(problem.n)
 
 
